@@ -1,0 +1,268 @@
+"""Thinning that visits only foreground pixels, bit-identical to scikit-image.
+
+scikit-image scans the *whole* array on every sub-iteration; for sparse vessel
+trees almost all of that scan reads background. These kernels run the same
+algorithms in the same visiting order, but over a list of the remaining
+foreground pixels kept in raster order, so they return exactly the same
+skeleton while touching only the foreground.
+
+- 2D: scikit-image's Zhang–Suen variant (two parallel passes per iteration,
+  removal decided by a 256-entry table over the 8-neighbourhood).
+- 3D: Lee et al. (1994) as scikit-image <= 0.26 runs it: for each of six border
+  directions, collect the simple, Euler-invariant, non-end border points, then
+  re-check them one by one for simplicity only. That re-check is what lets whole
+  objects vanish (2x2, 4x4, 6x6 rods, a 2x2x2 blob; scikit-image #3757, #6513):
+  an isolated voxel counts as simple. ``tubed_skeleton`` repairs those cases.
+
+Conventions: foreground is 8-connected (2D) / 26-connected (3D).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numba import njit
+
+# Removal table of scikit-image's Zhang–Suen variant, indexed by the 8-neighbour
+# code (bit 0: (r-1, c-1), then clockwise: N, NE, E, SE, S, SW, W = bit 7).
+# 1: removable in the first pass, 2: in the second, 3: in both. These numbers are
+# the table scikit-image uses; copying the numbers is what makes us bit-identical.
+_ZHANG_TABLE = np.array([
+    0, 0, 0, 1, 0, 0, 1, 3, 0, 0, 3, 1, 1, 0, 1, 3, 0, 0, 0, 0, 0, 0,
+    0, 0, 2, 0, 2, 0, 3, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 0, 2, 2, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0,
+    0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 3, 0, 2, 0, 0, 0, 3, 1,
+    0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 1, 3, 0, 0,
+    1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 2, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3,
+    0, 1, 0, 0, 0, 0, 2, 2, 0, 0, 2, 0, 0, 0], dtype=np.uint8)
+
+# The 26 neighbour offsets of a 3x3x3 cube, in raster order (centre excluded).
+_OFFSETS_3D = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if o != (0, 0, 0)])
+
+
+def _bitmask(offsets: list[tuple[int, int, int]]) -> int:
+    index = {tuple(o): i for i, o in enumerate(_OFFSETS_3D.tolist())}
+    return sum(1 << index[tuple(o)] for o in offsets if tuple(o) != (0, 0, 0))
+
+
+def _cube_cell_masks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour bitmasks sharing each vertex (8), edge (12) and face (6) of the centre voxel.
+
+    A cell of the centre voxel's closed cube survives the voxel's deletion iff a
+    neighbour sharing it is foreground; this gives the Euler-characteristic change.
+    """
+    vertices = [_bitmask(list(itertools.product(*[(0, s) for s in signs])))
+                for signs in itertools.product((-1, 1), repeat=3)]
+    edges = []
+    for axis in range(3):
+        a, b = [d for d in range(3) if d != axis]
+        for sa, sb in itertools.product((-1, 1), repeat=2):
+            offs = []
+            for va, vb in itertools.product((0, sa), (0, sb)):
+                o = [0, 0, 0]
+                o[a], o[b] = va, vb
+                offs.append(tuple(o))
+            edges.append(_bitmask(offs))
+    faces = []
+    for axis in range(3):
+        for s in (-1, 1):
+            o = [0, 0, 0]
+            o[axis] = s
+            faces.append(_bitmask([tuple(o)]))
+    return (np.array(vertices, dtype=np.int64), np.array(edges, dtype=np.int64),
+            np.array(faces, dtype=np.int64))
+
+
+def _adjacency_masks() -> np.ndarray:
+    """For each of the 26 neighbours, the bitmask of neighbours 26-adjacent to it."""
+    offs = _OFFSETS_3D
+    masks = np.zeros(26, dtype=np.int64)
+    for i in range(26):
+        for j in range(26):
+            if i != j and np.abs(offs[i] - offs[j]).max() <= 1:
+                masks[i] |= 1 << j
+    return masks
+
+
+_VERTEX_MASKS, _EDGE_MASKS, _FACE_MASKS = _cube_cell_masks()
+_ADJACENCY = _adjacency_masks()
+
+
+@njit(cache=True)
+def _zhang_kernel(flat: np.ndarray, active: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> None:
+    """Zhang–Suen thinning in place on a padded, flattened uint8 image."""
+    n_active = active.shape[0]
+    removed = np.empty(n_active, dtype=np.int64)
+    changed = True
+    while changed:
+        changed = False
+        for pass_num in range(2):
+            n_removed = 0
+            for k in range(n_active):
+                i = active[k]
+                code = 0
+                for b in range(8):
+                    if flat[i + offsets[b]]:
+                        code |= 1 << b
+                v = table[code]
+                if v == 3 or (v == 1 and pass_num == 0) or (v == 2 and pass_num == 1):
+                    removed[n_removed] = i
+                    n_removed += 1
+            if n_removed > 0:
+                changed = True
+                for r in range(n_removed):
+                    flat[removed[r]] = 0
+                m = 0
+                for k in range(n_active):
+                    if flat[active[k]]:
+                        active[m] = active[k]
+                        m += 1
+                n_active = m
+
+
+@njit(cache=True, inline="always")
+def _neighbour_code(flat, i, offsets):
+    code = 0
+    count = 0
+    for b in range(26):
+        if flat[i + offsets[b]]:
+            code |= 1 << b
+            count += 1
+    return code, count
+
+
+@njit(cache=True, inline="always")
+def _is_euler_invariant(code, vertex_masks, edge_masks, face_masks):
+    delta = -1  # the centre voxel's own cube always disappears
+    for v in range(8):
+        if code & vertex_masks[v] == 0:
+            delta += 1
+    for e in range(12):
+        if code & edge_masks[e] == 0:
+            delta -= 1
+    for f in range(6):
+        if code & face_masks[f] == 0:
+            delta += 1
+    return delta == 0
+
+
+@njit(cache=True, inline="always")
+def _is_simple(code, adjacency):
+    """At most one 26-connected component among the 26 neighbours."""
+    if code == 0:
+        return True
+    component = code & -code  # lowest set bit
+    while True:
+        grown = component
+        for j in range(26):
+            if (component >> j) & 1:
+                grown |= adjacency[j]
+        grown &= code
+        if grown == component:
+            return component == code
+        component = grown
+
+
+@njit(cache=True, inline="always")
+def _is_candidate(code, count, vertex_masks, edge_masks, face_masks, adjacency):
+    return (count != 1 and _is_euler_invariant(code, vertex_masks, edge_masks, face_masks)
+            and _is_simple(code, adjacency))
+
+
+@njit(cache=True)
+def _lee_kernel(flat, active, offsets, border_offsets, vertex_masks, edge_masks, face_masks, adjacency):
+    """Lee thinning in place on a padded, flattened uint8 volume.
+
+    Returns the flat indices of voxels deleted while isolated, i.e. the last
+    voxel of each object the thinning made vanish.
+    """
+    n_active = active.shape[0]
+    candidates = np.empty(n_active, dtype=np.int64)
+    vanished = np.empty(n_active, dtype=np.int64)
+    n_vanished = 0
+    n_borders = border_offsets.shape[0]
+    unchanged_borders = 0
+    while unchanged_borders < n_borders:
+        unchanged_borders = 0
+        for j in range(n_borders):
+            step = border_offsets[j]
+            n_candidates = 0
+            for k in range(n_active):
+                i = active[k]
+                if flat[i] == 0 or flat[i + step] != 0:
+                    continue
+                code, count = _neighbour_code(flat, i, offsets)
+                if _is_candidate(code, count, vertex_masks, edge_masks, face_masks, adjacency):
+                    candidates[n_candidates] = i
+                    n_candidates += 1
+            no_change = True
+            for k in range(n_candidates):
+                i = candidates[k]
+                code, count = _neighbour_code(flat, i, offsets)
+                if _is_simple(code, adjacency):  # an isolated voxel counts as simple
+                    flat[i] = 0
+                    no_change = False
+                    if count == 0:
+                        vanished[n_vanished] = i
+                        n_vanished += 1
+            if no_change:
+                unchanged_borders += 1
+            else:
+                m = 0
+                for k in range(n_active):
+                    if flat[active[k]]:
+                        active[m] = active[k]
+                        m += 1
+                n_active = m
+    return vanished[:n_vanished]
+
+
+def _padded(mask: np.ndarray) -> np.ndarray:
+    return np.pad(mask.astype(np.uint8, copy=False), 1)
+
+
+def thin_2d(mask: np.ndarray) -> np.ndarray:
+    """Skeleton of a 2D binary mask; equals ``skimage.morphology.skeletonize(mask)``.
+
+    Args:
+        mask: (X, Y) array, nonzero = foreground.
+
+    Returns:
+        bool array of the same shape.
+    """
+    padded = _padded(mask)
+    flat = padded.reshape(-1)
+    active = np.flatnonzero(flat)
+    ncols = padded.shape[1]
+    offsets = np.array([-ncols - 1, -ncols, -ncols + 1, 1, ncols + 1, ncols, ncols - 1, -1], dtype=np.int64)
+    _zhang_kernel(flat, active, offsets, _ZHANG_TABLE)
+    return padded[1:-1, 1:-1].astype(bool)
+
+
+def thin_3d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skeleton of a 3D binary mask by Lee's thinning, as ``skimage.morphology.skeletonize`` (<= 0.26).
+
+    Args:
+        mask: (X, Y, Z) array, nonzero = foreground.
+
+    Returns:
+        (skeleton, vanished): bool array of ``mask.shape``, and an (n, 3) int array
+        with one voxel of each object that vanished entirely.
+    """
+    padded = _padded(mask)
+    flat = padded.reshape(-1)
+    active = np.flatnonzero(flat)
+    s0, s1 = padded.shape[1] * padded.shape[2], padded.shape[2]
+    offsets = (_OFFSETS_3D @ np.array([s0, s1, 1])).astype(np.int64)
+    # border directions in the reference order: (0,-1,0), (0,+1,0), (0,0,+1), (0,0,-1), (+1,0,0), (-1,0,0)
+    border_offsets = np.array([-s1, s1, 1, -1, s0, -s0], dtype=np.int64)
+    vanished = _lee_kernel(flat, active, offsets, border_offsets, _VERTEX_MASKS, _EDGE_MASKS, _FACE_MASKS,
+                           _ADJACENCY)
+    vanished_coords = np.stack(np.unravel_index(vanished, padded.shape), axis=1) - 1
+    return padded[1:-1, 1:-1, 1:-1].astype(bool), vanished_coords
