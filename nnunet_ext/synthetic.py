@@ -7,7 +7,9 @@ radius shrinks along the way down to ``min_radius`` (one voxel by default).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -119,3 +121,75 @@ def vessel_image(labels: np.ndarray, seed: int = 0, contrast: float = 1.0,
     img = contrast * (labels > 0).astype(np.float32)
     img += rng.normal(scale=noise, size=labels.shape).astype(np.float32)
     return img
+
+
+def _existing_dataset_folder(raw_root: Path, dataset_id: int) -> Path | None:
+    matches = sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
+    return matches[0] if matches else None
+
+
+def _write_image(array: np.ndarray, path: Path) -> None:
+    import SimpleITK as sitk  # imported here: only dataset writing needs it
+
+    # nnU-Net reads arrays as (z, y, x) from SimpleITK; we store our (X, Y[, Z]) arrays transposed
+    sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(array.T)), str(path))
+
+
+def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int, n_train: int = 8,
+                      n_test: int = 2, size: int | None = None, n_classes: int = 1, ignore_label: bool = False,
+                      seed: int = 0, params: TreeParams | None = None) -> Path:
+    """Write a synthetic vessel dataset in nnU-Net's raw format (``DatasetXXX_name``).
+
+    Args:
+        raw_root: the ``nnUNet_raw`` folder.
+        dataset_id: nnU-Net dataset id; refused if a dataset with this id exists.
+        name: dataset name (letters, digits, underscores).
+        dim: 2 or 3.
+        n_train, n_test: number of training cases (with labels) and test images.
+        size: edge length (default 96 in 2D, 40 in 3D).
+        n_classes: foreground classes.
+        ignore_label: add an ``ignore`` label (a band of unknown labels in each training case).
+        seed: base seed; case i uses seed + i.
+        params: tree growth parameters.
+
+    Returns:
+        The dataset folder.
+    """
+    raw_root = Path(raw_root)
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim}")
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"dataset name must be letters, digits and underscores, got {name!r}")
+    existing = _existing_dataset_folder(raw_root, dataset_id)
+    if existing is not None:
+        raise FileExistsError(f"a dataset with id {dataset_id} already exists: {existing}. Pick another id; "
+                              "nothing was written.")
+    size = size or (96 if dim == 2 else 40)
+    shape = (size,) * dim
+    params = params or TreeParams(n_roots=2, root_radius=3.0 if dim == 2 else 2.5, radius_decay=0.995,
+                                  branch_probability=0.04, max_points=4000)
+    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(n_train + n_test):
+        labels = vessel_tree(shape, seed=seed + i, n_classes=n_classes, params=params)
+        image = vessel_image(labels, seed=seed + i)
+        case = f"{name}_{i:03d}"
+        if i < n_train:
+            _write_image(image, folder / "imagesTr" / f"{case}_0000.nii.gz")
+            if ignore_label:
+                labels = labels.copy()
+                band = slice(size // 2 - 3, size // 2 + 3)
+                labels[band] = n_classes + 1
+            _write_image(labels.astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz")
+        else:
+            _write_image(image, folder / "imagesTs" / f"{case}_0000.nii.gz")
+    label_names = {"background": 0, **{f"vessel{c}" if n_classes > 1 else "vessel": c
+                                       for c in range(1, n_classes + 1)}}
+    if ignore_label:
+        label_names["ignore"] = n_classes + 1
+    dataset_json = {"channel_names": {"0": "synthetic"}, "labels": label_names, "numTraining": n_train,
+                    "file_ending": ".nii.gz", "name": name,
+                    "description": "synthetic branching tubes made by nnunet_ext"}
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return folder

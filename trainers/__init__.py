@@ -1,0 +1,21 @@
+"""nnU-Net trainers of nnunet_ext.
+
+Point nnU-Net at this folder (``export nnUNet_extTrainer=$(nnunet-ext trainers-path)``)
+and pass a trainer's class name to ``nnUNetv2_train -tr``. nnU-Net imports every
+module here as a top-level module while searching, so modules import the package
+absolutely (``nnunet_ext.…``) and are named distinctively.
+"""
+
+from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
+    nnUNetTrainerSkeletonRecall,
+    nnUNetTrainerSkeletonRecall_w0p5,
+    nnUNetTrainerSkeletonRecall_w2,
+    nnUNetTrainerSkeletonRecall_w5,
+)
+
+__all__ = [
+    "nnUNetTrainerSkeletonRecall",
+    "nnUNetTrainerSkeletonRecall_w0p5",
+    "nnUNetTrainerSkeletonRecall_w2",
+    "nnUNetTrainerSkeletonRecall_w5",
+]

@@ -1,0 +1,37 @@
+"""Skeleton Recall (Kirchhoff et al., ECCV 2024) on stock nnU-Net: CE + Dice + w * SkeletonRecall.
+
+Change the weight w without editing this file: use a named variant
+(``nnUNetTrainerSkeletonRecall_w0p5``, ``_w2``, ``_w5``), or subclass in a module of
+your own ``nnUNet_extTrainer`` folder and set ``skeleton_recall_weight``.
+"""
+
+from __future__ import annotations
+
+from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ext.losses import LossTerm, SoftSkeletonRecallLoss
+
+
+class nnUNetTrainerSkeletonRecall(SkeletonTargetMixin, LossTermsMixin, nnUNetTrainer):
+    """nnU-Net with the tubed-skeleton target and the soft skeleton recall term (weight 1)."""
+
+    skeleton_recall_weight: float = 1.0
+
+    def extra_loss_terms(self) -> list[LossTerm]:
+        recall = SoftSkeletonRecallLoss(batch_dice=self.configuration_manager.batch_dice, smooth=1e-5,
+                                        ddp=self.is_ddp)
+        return [LossTerm(recall, self.skeleton_recall_weight, "skeleton")]
+
+
+class nnUNetTrainerSkeletonRecall_w0p5(nnUNetTrainerSkeletonRecall):
+    skeleton_recall_weight = 0.5
+
+
+class nnUNetTrainerSkeletonRecall_w2(nnUNetTrainerSkeletonRecall):
+    skeleton_recall_weight = 2.0
+
+
+class nnUNetTrainerSkeletonRecall_w5(nnUNetTrainerSkeletonRecall):
+    skeleton_recall_weight = 5.0

@@ -1,0 +1,122 @@
+"""Trainer mixin: the tubed skeleton rides along as channel 1 of nnU-Net's target.
+
+nnU-Net's data loader passes only ``image`` and ``segmentation`` through the
+transforms. So ``SkeletonTransform`` appends the tubed skeleton to the
+segmentation, *before* nnU-Net's deep-supervision downsampling, which then
+carries it to every output scale: each deep-supervision output gets a skeleton
+target at its own resolution. The loss reads channel 1; nnU-Net's online Dice in
+``validation_step`` must only see channel 0.
+
+Mix in before the nnU-Net trainer class: ``class T(SkeletonTargetMixin, nnUNetTrainer)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+from nnunet_ext.transforms import SkeletonTransform
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+_TARGET_CONVERSIONS = (ConvertSegmentationToRegionsTransform, DownsampleSegForDSTransform)
+
+
+def insert_before_target_conversion(pipeline: ComposeTransforms, transform) -> ComposeTransforms:
+    """Insert ``transform`` after nnU-Net's label clean-up and cascade steps, before
+    region conversion and deep-supervision downsampling (in place; returns ``pipeline``)."""
+    position = next((i for i, t in enumerate(pipeline.transforms) if isinstance(t, _TARGET_CONVERSIONS)),
+                    len(pipeline.transforms))
+    pipeline.transforms.insert(position, transform)
+    return pipeline
+
+
+def _bound_arguments(method: Callable, args: tuple, kwargs: dict) -> dict:
+    bound = inspect.signature(method).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _refuse_regions(regions, trainer_name: str) -> None:
+    if regions is not None:
+        raise NotImplementedError(
+            f"{trainer_name} does not support region-based training yet (dataset.json defines overlapping "
+            "'regions'): the tubed skeleton is computed from a single label map. Train on plain labels, or use "
+            "nnUNetTrainer for this dataset.")
+
+
+def labels_channel(target: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """Channel 0 (class labels) of a target, or of each deep-supervision target: (B, 1, ...)."""
+    if isinstance(target, (list, tuple)):
+        return [t[:, :1] for t in target]
+    return target[:, :1]
+
+
+class _LossWithFixedTarget:
+    """Calls ``loss(output, target)`` with a stored target, whatever target it is handed."""
+
+    def __init__(self, loss: Callable, target: torch.Tensor | list[torch.Tensor]):
+        self.loss, self.target = loss, target
+
+    def __call__(self, output, _labels_only):
+        first = output[0] if isinstance(output, (list, tuple)) else output
+        if isinstance(self.target, (list, tuple)):
+            target = [t.to(first.device, non_blocking=True) for t in self.target]
+        else:
+            target = self.target.to(first.device, non_blocking=True)
+        return self.loss(output, target)
+
+
+class SkeletonTargetMixin:
+    """Adds ``SkeletonTransform`` to nnU-Net's training and validation pipelines.
+
+    Class attributes (override in a subclass to change them):
+        skeleton_tube_radius: dilations of the skeleton with the 1-step cross (paper: 2).
+        skeleton_per_class: skeletonize each class on its own (touching classes).
+        skeleton_fallback: repair 3D objects that Lee's thinning deletes entirely.
+    """
+
+    skeleton_tube_radius: int = 2
+    skeleton_per_class: bool = False
+    skeleton_fallback: bool = True
+
+    @classmethod
+    def skeleton_transform(cls, ignore_label: int | None) -> SkeletonTransform:
+        return SkeletonTransform(tube_radius=cls.skeleton_tube_radius, per_class=cls.skeleton_per_class,
+                                 fallback=cls.skeleton_fallback, ignore_label=ignore_label)
+
+    @classmethod
+    def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
+        arguments = _bound_arguments(nnUNetTrainer.get_training_transforms, args, kwargs)
+        _refuse_regions(arguments["regions"], cls.__name__)
+        pipeline = super().get_training_transforms(*args, **kwargs)
+        return insert_before_target_conversion(pipeline, cls.skeleton_transform(arguments["ignore_label"]))
+
+    @classmethod
+    def get_validation_transforms(cls, *args, **kwargs) -> ComposeTransforms:
+        arguments = _bound_arguments(nnUNetTrainer.get_validation_transforms, args, kwargs)
+        _refuse_regions(arguments["regions"], cls.__name__)
+        pipeline = super().get_validation_transforms(*args, **kwargs)
+        return insert_before_target_conversion(pipeline, cls.skeleton_transform(arguments["ignore_label"]))
+
+    def initialize(self) -> None:
+        if self.label_manager.has_regions:
+            _refuse_regions(self.label_manager.foreground_regions, type(self).__name__)
+        super().initialize()
+        self.print_to_log_file(
+            f"nnunet_ext skeleton target: tube_radius={self.skeleton_tube_radius}, "
+            f"per_class={self.skeleton_per_class}, fallback={self.skeleton_fallback}")
+
+    def validation_step(self, batch: dict) -> dict:
+        # nnU-Net's validation step uses the target twice: for the loss (which needs the
+        # skeleton channel) and for the online Dice (which must see labels only).
+        full_target = batch["target"]
+        loss = self.loss
+        self.loss = _LossWithFixedTarget(loss, full_target)
+        try:
+            return super().validation_step({**batch, "target": labels_channel(full_target)})
+        finally:
+            self.loss = loss
