@@ -81,11 +81,12 @@ def _rasterize_balls(shape: tuple[int, ...], points: np.ndarray, radii: np.ndarr
         hi = np.minimum(np.ceil(p + r).astype(int) + 1, shape)
         grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
         d2 = sum((g - c) ** 2 for g, c in zip(grids, p))
-        # a radius-1 tube has r**2 == 1 but must keep its 1-voxel core only:
-        # use r - 0.5 so that r == 1 stamps the nearest voxel and its face neighbours rarely
-        ball = d2 <= max(r - 0.5, 0.5) ** 2
+        # radius r covers voxels within r - 0.5 of the point, and always the nearest voxel,
+        # so a radius-1 tube is a connected one-voxel line
+        ball = d2 <= (r - 0.5) ** 2
         region = out[tuple(slice(a, b) for a, b in zip(lo, hi))]
         region[ball] = v
+        out[tuple(np.clip(np.round(p).astype(int), 0, np.array(shape) - 1))] = v
     return out
 
 

@@ -7,11 +7,11 @@ your own ``nnUNet_extTrainer`` folder and set ``skeleton_recall_weight``.
 
 from __future__ import annotations
 
-from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
-from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.losses import LossTerm, SoftSkeletonRecallLoss
+from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
 
 
 class nnUNetTrainerSkeletonRecall(SkeletonTargetMixin, LossTermsMixin, nnUNetTrainer):

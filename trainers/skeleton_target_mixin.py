@@ -19,8 +19,9 @@ import torch
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
-from nnunet_ext.transforms import SkeletonTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ext.transforms import SkeletonTransform
 
 _TARGET_CONVERSIONS = (ConvertSegmentationToRegionsTransform, DownsampleSegForDSTransform)
 

@@ -224,7 +224,10 @@ def _lee_kernel(flat, active, offsets, border_offsets, vertex_masks, edge_masks,
 
 
 def _padded(mask: np.ndarray) -> np.ndarray:
-    return np.pad(mask.astype(np.uint8, copy=False), 1)
+    """C-ordered uint8 copy with a zero border of 1; nonzero input becomes 1."""
+    padded = np.zeros(tuple(n + 2 for n in mask.shape), dtype=np.uint8)
+    padded[(slice(1, -1),) * mask.ndim] = mask != 0
+    return padded
 
 
 def thin_2d(mask: np.ndarray) -> np.ndarray:
@@ -245,11 +248,14 @@ def thin_2d(mask: np.ndarray) -> np.ndarray:
     return padded[1:-1, 1:-1].astype(bool)
 
 
-def thin_3d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def thin_3d(mask: np.ndarray, planar: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Skeleton of a 3D binary mask by Lee's thinning, as ``skimage.morphology.skeletonize`` (<= 0.26).
 
     Args:
         mask: (X, Y, Z) array, nonzero = foreground.
+        planar: thin along the last two axes only (4 border directions), as scikit-image
+            does when the first axis has length 1. Default: ``mask.shape[0] == 1``. Pass
+            the value of the *whole* array when ``mask`` is a crop of it.
 
     Returns:
         (skeleton, vanished): bool array of ``mask.shape``, and an (n, 3) int array
@@ -262,6 +268,8 @@ def thin_3d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     offsets = (_OFFSETS_3D @ np.array([s0, s1, 1])).astype(np.int64)
     # border directions in the reference order: (0,-1,0), (0,+1,0), (0,0,+1), (0,0,-1), (+1,0,0), (-1,0,0)
     border_offsets = np.array([-s1, s1, 1, -1, s0, -s0], dtype=np.int64)
+    if mask.shape[0] == 1 if planar is None else planar:
+        border_offsets = border_offsets[:4]
     vanished = _lee_kernel(flat, active, offsets, border_offsets, _VERTEX_MASKS, _EDGE_MASKS, _FACE_MASKS,
                            _ADJACENCY)
     vanished_coords = np.stack(np.unravel_index(vanished, padded.shape), axis=1) - 1

@@ -30,8 +30,8 @@ def _validated_labels(seg: np.ndarray, ignore_label: int | None) -> np.ndarray:
             f"tubed_skeleton expects a 2D (X, Y) or 3D (X, Y, Z) label map, got shape {seg.shape}. "
             "For a (C, X, Y[, Z]) segmentation with one channel pass seg[0].")
     if seg.dtype == bool:
-        return seg.astype(np.int16)
-    if np.issubdtype(seg.dtype, np.floating):
+        seg = seg.astype(np.int16)
+    elif np.issubdtype(seg.dtype, np.floating):
         if not np.all(np.isfinite(seg)) or not np.array_equal(seg, np.round(seg)):
             raise ValueError(
                 "tubed_skeleton expects integer class labels, but the segmentation holds non-integer or "
@@ -88,13 +88,30 @@ def principal_axis_centreline(obj: np.ndarray) -> np.ndarray:
     return out
 
 
+def _object_at(mask: np.ndarray, seed: np.ndarray, margin: int = 8) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The 26-connected object of ``mask`` holding ``seed``: (box, object mask inside the box).
+
+    Labels a box around the seed and widens it until the object does not touch a
+    box face that lies inside the array (vanishing objects are small: cheap).
+    """
+    structure = np.ones((3,) * mask.ndim, dtype=bool)
+    while True:
+        box = tuple(slice(max(int(c) - margin, 0), min(int(c) + margin + 1, n)) for c, n in zip(seed, mask.shape))
+        components, _ = ndimage.label(mask[box], structure=structure)
+        obj = components == components[tuple(int(c) - b.start for c, b in zip(seed, box))]
+        inner_faces_touched = any(
+            (b.start > 0 and obj.take(0, axis=a).any()) or (b.stop < n and obj.take(-1, axis=a).any())
+            for a, (b, n) in enumerate(zip(box, mask.shape)))
+        if not inner_faces_touched:
+            return box, obj
+        margin *= 2
+
+
 def _restore_vanished(mask: np.ndarray, skeleton: np.ndarray, vanished: np.ndarray) -> None:
     """Give every object that lost all its voxels a principal-axis centreline (in place)."""
-    components, _ = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
-    boxes = ndimage.find_objects(components)
-    for component_id in np.unique(components[tuple(vanished.T)]):
-        box = boxes[component_id - 1]
-        skeleton[box] |= principal_axis_centreline(components[box] == component_id)
+    for seed in vanished:  # one voxel per vanished object
+        box, obj = _object_at(mask, seed)
+        skeleton[box] |= principal_axis_centreline(obj)
 
 
 def skeletonize_mask(mask: np.ndarray, fallback: bool = True) -> np.ndarray:
@@ -116,7 +133,7 @@ def skeletonize_mask(mask: np.ndarray, fallback: bool = True) -> np.ndarray:
     if mask.ndim == 2:
         skeleton[box] = thin_2d(crop)  # 2D thinning never deletes a whole object
         return skeleton
-    thin, vanished = thin_3d(crop)
+    thin, vanished = thin_3d(crop, planar=mask.shape[0] == 1)
     if fallback and len(vanished):
         _restore_vanished(crop, thin, vanished)
     skeleton[box] = thin

@@ -7,6 +7,7 @@ train one epoch and then continue with ``--c`` for a second.
 import os
 
 import torch
+
 from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
 
 

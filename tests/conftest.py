@@ -1,0 +1,92 @@
+"""Shared fixtures: one nnU-Net workspace per test session, tiny synthetic datasets planned once.
+
+Integration tests call nnU-Net's real console scripts (nnUNetv2_plan_and_preprocess,
+nnUNetv2_train, nnUNetv2_predict) in subprocesses, exactly as a user does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nnunet_ext.cli import trainers_path
+from nnunet_ext.demo import nnunet_command
+from nnunet_ext.synthetic import write_raw_dataset
+
+TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
+DATASET_2D = 901  # 2 classes + ignore label, 2d configuration
+DATASET_3D = 902  # 1 class, 3d_fullres and a hand-made 3d_lowres configuration
+
+
+@dataclass
+class NnunetWorkspace:
+    """nnUNet_raw / _preprocessed / _results of a test session and the environment to run nnU-Net in."""
+
+    root: Path
+    raw: Path
+    preprocessed: Path
+    results: Path
+    env: dict
+
+    def run(self, command: str, *args: str, extra_env: dict | None = None,
+            timeout: int = 900) -> subprocess.CompletedProcess:
+        """Run an nnU-Net console script; fail the test with its output if it fails."""
+        env = {**self.env, **(extra_env or {})}
+        result = subprocess.run([nnunet_command(command), *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if result.returncode != 0:
+            pytest.fail(f"{command} {' '.join(args)} failed with exit code {result.returncode}\n"
+                        f"--- stdout (tail) ---\n{result.stdout[-4000:]}\n--- stderr (tail) ---\n"
+                        f"{result.stderr[-6000:]}")
+        return result
+
+    def plans(self, dataset_folder_name: str) -> dict:
+        return json.loads((self.preprocessed / dataset_folder_name / "nnUNetPlans.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def nnunet_workspace(tmp_path_factory) -> NnunetWorkspace:
+    root = tmp_path_factory.mktemp("nnunet")
+    raw, preprocessed, results = root / "raw", root / "preprocessed", root / "results"
+    for folder in (raw, preprocessed, results):
+        folder.mkdir()
+    env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(preprocessed),
+           "nnUNet_results": str(results),
+           "nnUNet_extTrainer": os.pathsep.join([str(TEST_TRAINERS), str(trainers_path())]),
+           # 2 cores: two augmentation workers; one export worker (nnU-Net spawns 8 by default)
+           "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "PYTHONUNBUFFERED": "1"}
+    return NnunetWorkspace(root, raw, preprocessed, results, env)
+
+
+@pytest.fixture(scope="session")
+def dataset_2d(nnunet_workspace: NnunetWorkspace) -> Path:
+    """Raw folder of a 2D dataset with two vessel classes and an ignore label, planned and preprocessed."""
+    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_2D, "Vessels2D", dim=2, n_train=6, n_test=2,
+                               size=64, n_classes=2, ignore_label=True, seed=10)
+    nnunet_workspace.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_2D), "-c", "2d", "-np", "2",
+                         "--verify_dataset_integrity")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset_3d(nnunet_workspace: NnunetWorkspace) -> Path:
+    """Raw folder of a 3D dataset preprocessed for 3d_fullres and for an added 3d_lowres configuration."""
+    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_3D, "Vessels3D", dim=3, n_train=6, n_test=2,
+                               size=32, seed=20)
+    nnunet_workspace.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_3D), "-c", "3d_fullres", "-np", "2",
+                         "--verify_dataset_integrity")
+    # Tiny images never get a 3d_lowres configuration from the planner; add one the way
+    # nnU-Net's plans allow (inherit 3d_fullres, coarser spacing), then preprocess it.
+    plans_file = nnunet_workspace.preprocessed / folder.name / "nnUNetPlans.json"
+    plans = json.loads(plans_file.read_text())
+    plans["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
+        "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24]}
+    plans_file.write_text(json.dumps(plans, indent=2))
+    nnunet_workspace.run("nnUNetv2_preprocess", "-d", str(DATASET_3D), "-c", "3d_lowres", "-np", "2")
+    return folder
