@@ -33,6 +33,12 @@ def _trainers_path_command(_args: argparse.Namespace) -> int:
 def _demo_command(args: argparse.Namespace) -> int:
     from nnunet_ext.demo import run_demo  # noqa: PLC0415 - heavy imports only when needed
 
+    if args.cases < 5:
+        print("error: --cases must be at least 5 (nnU-Net splits the training cases into 5 folds)", file=sys.stderr)
+        return 2
+    if args.epochs < 1 or args.iterations < 1:
+        print("error: --epochs and --iterations must be at least 1", file=sys.stderr)
+        return 2
     return run_demo(Path(args.workdir), epochs=args.epochs, iterations=args.iterations, cases=args.cases)
 
 
@@ -60,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: ./nnunet_ext_demo)")
     demo.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     demo.add_argument("--iterations", type=int, default=25, help="iterations per epoch (default 25)")
-    demo.add_argument("--cases", type=int, default=10, help="training cases to generate (default 10)")
+    demo.add_argument("--cases", type=int, default=10, help="training cases to generate, >= 5 (default 10)")
     demo.set_defaults(func=_demo_command)
     return parser
 

@@ -1,0 +1,154 @@
+"""The Skeleton Recall trainer inside nnU-Net: pipelines, deep-supervision targets, loss, discovery."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ext.cli import trainers_path
+from nnunet_ext.losses import CompoundLoss, SoftSkeletonRecallLoss
+from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall, nnUNetTrainerSkeletonRecall_w2
+from nnunet_ext.transforms import SkeletonTransform
+from tests.conftest import NnunetWorkspace
+
+
+@pytest.fixture
+def trainer_env(nnunet_workspace: NnunetWorkspace, tmp_path: Path, monkeypatch) -> NnunetWorkspace:
+    """In-process nnU-Net paths: the session's preprocessed data, results in a private folder."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(nnunet_workspace.preprocessed))
+    monkeypatch.setenv("nnUNet_raw", str(nnunet_workspace.raw))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded loader in this process
+    return nnunet_workspace
+
+
+def _make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class=nnUNetTrainerSkeletonRecall,
+                  dataset_json: dict | None = None):
+    plans = ws.plans(dataset_folder.name)
+    plans["continue_training"] = False  # what nnUNetv2_train puts in
+    dataset_json = dataset_json or json.loads((ws.preprocessed / dataset_folder.name / "dataset.json").read_text())
+    return trainer_class(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+
+
+def test_constructor_signature_is_nnunets():
+    # nnU-Net records init args from the signature and re-creates trainers from them
+    assert (inspect.signature(nnUNetTrainerSkeletonRecall.__init__)
+            == inspect.signature(nnUNetTrainer.__init__))
+
+
+def test_weight_is_a_class_attribute_with_named_variants():
+    assert nnUNetTrainerSkeletonRecall.skeleton_recall_weight == 1.0
+    assert nnUNetTrainerSkeletonRecall_w2.skeleton_recall_weight == 2.0
+
+
+@pytest.mark.parametrize("with_ds", [True, False])
+def test_skeleton_transform_sits_after_label_cleanup_and_before_ds(with_ds: bool):
+    ds_scales = [[1, 1], [0.5, 0.5], [0.25, 0.25]] if with_ds else None
+    training = nnUNetTrainerSkeletonRecall.get_training_transforms(
+        (64, 64), (0, 0), ds_scales, (0, 1), False, ignore_label=3).transforms
+    validation = nnUNetTrainerSkeletonRecall.get_validation_transforms(ds_scales, ignore_label=3).transforms
+    for pipeline in (training, validation):
+        kinds = [type(t) for t in pipeline]
+        position = kinds.index(SkeletonTransform)
+        assert kinds.count(SkeletonTransform) == 1
+        assert kinds.index(RemoveLabelTransform) < position
+        if with_ds:
+            assert kinds.index(DownsampleSegForDSTransform) == position + 1
+        else:
+            assert position == len(kinds) - 1
+        assert pipeline[position].ignore_label == 3
+
+
+def test_region_datasets_get_a_clear_error():
+    with pytest.raises(NotImplementedError, match="region"):
+        nnUNetTrainerSkeletonRecall.get_training_transforms(
+            (64, 64), (0, 0), None, (0, 1), False, regions=[(1, 2), (2,)])
+    assert ConvertSegmentationToRegionsTransform  # the transform we refuse to combine with, for the reader
+
+
+def test_region_dataset_refused_at_initialize(trainer_env: NnunetWorkspace, dataset_2d: Path):
+    dataset_json = json.loads((trainer_env.preprocessed / dataset_2d.name / "dataset.json").read_text())
+    dataset_json["labels"] = {"background": 0, "tree": [1, 2], "branch": 2}
+    dataset_json["regions_class_order"] = [1, 2]
+    trainer = _make_trainer(trainer_env, dataset_2d, dataset_json=dataset_json)
+    with pytest.raises(NotImplementedError, match="region-based training"):
+        trainer.initialize()
+
+
+def test_every_deep_supervision_output_gets_its_own_skeleton_term(trainer_env: NnunetWorkspace, dataset_2d: Path):
+    trainer = _make_trainer(trainer_env, dataset_2d)
+    trainer.initialize()
+    scales = trainer._get_deep_supervision_scales()
+    loader, _ = trainer.get_dataloaders()
+    batch = next(loader)
+    target = batch["target"]
+    assert len(target) == len(scales) >= 3
+    patch = np.array(trainer.configuration_manager.patch_size)
+    for scale, t in zip(scales, target):
+        assert t.shape[1] == 2, "channel 0 = labels, channel 1 = tubed skeleton"
+        assert list(t.shape[2:]) == [round(p * s) for p, s in zip(patch, scale)]
+        labels, tube = t[:, 0], t[:, 1]
+        assert (tube[tube > 0] == labels[tube > 0]).all()  # tube voxels carry their class at every scale
+        assert (tube != 3).all()  # the ignore label is never a skeleton target
+    assert (target[0][:, 1] > 0).any(), "the oversampled foreground patch has a skeleton"
+
+    # The loss is nnU-Net's own deep-supervision wrapper around CE+Dice and the recall term,
+    # so each scale's output is scored against that scale's skeleton.
+    loss = trainer.loss
+    inner = loss.loss
+    assert isinstance(inner, CompoundLoss)
+    assert isinstance(inner.terms[1].loss, SoftSkeletonRecallLoss)
+    torch.manual_seed(0)
+    outputs = [torch.randn(t.shape[0], 3, *t.shape[2:], requires_grad=True) for t in target]
+    total = loss(outputs, target)
+    recall = inner.terms[1].loss
+    by_hand = sum(w * (inner.terms[0].loss(o, t[:, :1]) + recall(o, t[:, 1:]))
+                  for w, o, t in zip(loss.weight_factors, outputs, target) if w != 0)
+    torch.testing.assert_close(total, by_hand)
+    total.backward()
+    for w, o in zip(loss.weight_factors, outputs):
+        if w != 0:
+            assert o.grad is not None and o.grad.abs().sum() > 0
+    # the recall term alone reaches every weighted scale
+    for w, o, t in zip(loss.weight_factors, outputs, target):
+        if w != 0 and (t[:, 1] > 0).any():
+            o_leaf = o.detach().clone().requires_grad_(True)
+            recall(o_leaf, t[:, 1:]).backward()
+            assert o_leaf.grad.abs().sum() > 0
+
+
+def test_validation_step_scores_labels_and_uses_the_skeleton_in_the_loss(trainer_env: NnunetWorkspace,
+                                                                        dataset_2d: Path):
+    trainer = _make_trainer(trainer_env, dataset_2d)
+    trainer.initialize()
+    _, val_loader = trainer.get_dataloaders()
+    batch = next(val_loader)
+    trainer.network.eval()
+    with torch.no_grad():  # before the step: nnU-Net's step zeroes ignore-label voxels in place afterwards
+        expected = trainer.loss(trainer.network(batch["data"]), [t.clone() for t in batch["target"]])
+    result = trainer.validation_step(batch)
+    assert result["tp_hard"].shape == (2,)  # two foreground classes; the skeleton channel is not a class
+    np.testing.assert_allclose(result["loss"], expected.numpy(), rtol=1e-5)
+
+
+def test_nnunet_finds_the_trainers_through_trainers_path():
+    # a subprocess: nnU-Net's lookup imports and then unloads modules from the folder
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+            "c = f('nnUNetTrainerSkeletonRecall_w0p5')\n"
+            "print(c.__name__, c.skeleton_recall_weight)\n")
+    env = {**os.environ, "nnUNet_extTrainer": str(trainers_path())}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "nnUNetTrainerSkeletonRecall_w0p5 0.5" in out.stdout
