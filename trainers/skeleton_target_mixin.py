@@ -90,18 +90,21 @@ class SkeletonTargetMixin:
                                  fallback=cls.skeleton_fallback, ignore_label=ignore_label)
 
     @classmethod
-    def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        arguments = _bound_arguments(nnUNetTrainer.get_training_transforms, args, kwargs)
+    def _with_skeleton(cls, nnunet_method: Callable, build: Callable, args: tuple, kwargs: dict) -> ComposeTransforms:
+        """``build(*args, **kwargs)`` (nnU-Net's pipeline) with the skeleton transform inserted."""
+        arguments = _bound_arguments(nnunet_method, args, kwargs)
         _refuse_regions(arguments["regions"], cls.__name__)
-        pipeline = super().get_training_transforms(*args, **kwargs)
-        return insert_before_target_conversion(pipeline, cls.skeleton_transform(arguments["ignore_label"]))
+        skeleton = cls.skeleton_transform(arguments["ignore_label"])
+        return insert_before_target_conversion(build(*args, **kwargs), skeleton)
+
+    @classmethod
+    def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
+        return cls._with_skeleton(nnUNetTrainer.get_training_transforms, super().get_training_transforms, args, kwargs)
 
     @classmethod
     def get_validation_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        arguments = _bound_arguments(nnUNetTrainer.get_validation_transforms, args, kwargs)
-        _refuse_regions(arguments["regions"], cls.__name__)
-        pipeline = super().get_validation_transforms(*args, **kwargs)
-        return insert_before_target_conversion(pipeline, cls.skeleton_transform(arguments["ignore_label"]))
+        return cls._with_skeleton(nnUNetTrainer.get_validation_transforms, super().get_validation_transforms, args,
+                                  kwargs)
 
     def initialize(self) -> None:
         if self.label_manager.has_regions:

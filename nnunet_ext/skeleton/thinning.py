@@ -95,6 +95,17 @@ _ADJACENCY = _adjacency_masks()
 
 
 @njit(cache=True)
+def _drop_background(flat, active, n_active):
+    """Keep the still-foreground entries of active[:n_active], in order; return their count."""
+    m = 0
+    for k in range(n_active):
+        if flat[active[k]]:
+            active[m] = active[k]
+            m += 1
+    return m
+
+
+@njit(cache=True)
 def _zhang_kernel(flat: np.ndarray, active: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> None:
     """Zhang–Suen thinning in place on a padded, flattened uint8 image."""
     n_active = active.shape[0]
@@ -118,12 +129,7 @@ def _zhang_kernel(flat: np.ndarray, active: np.ndarray, offsets: np.ndarray, tab
                 changed = True
                 for r in range(n_removed):
                     flat[removed[r]] = 0
-                m = 0
-                for k in range(n_active):
-                    if flat[active[k]]:
-                        active[m] = active[k]
-                        m += 1
-                n_active = m
+                n_active = _drop_background(flat, active, n_active)
 
 
 @njit(cache=True, inline="always")
@@ -214,12 +220,7 @@ def _lee_kernel(flat, active, offsets, border_offsets, vertex_masks, edge_masks,
             if no_change:
                 unchanged_borders += 1
             else:
-                m = 0
-                for k in range(n_active):
-                    if flat[active[k]]:
-                        active[m] = active[k]
-                        m += 1
-                n_active = m
+                n_active = _drop_background(flat, active, n_active)
     return vanished[:n_vanished]
 
 
