@@ -15,11 +15,18 @@ import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.cli import trainers_path
-from nnunet_ext.losses import CompoundLoss, SoftSkeletonRecallLoss
-from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall, nnUNetTrainerSkeletonRecall_w2
+from nnunet_ext.losses import ComboLoss, CompoundLoss, SoftClDiceLoss, SoftSkeletonRecallLoss
+from nnunet_ext.trainers import (
+    cldice_term,
+    nnUNetTrainerClDice,
+    nnUNetTrainerCombo,
+    nnUNetTrainerSkeletonRecall,
+    nnUNetTrainerSkeletonRecall_w2,
+)
 from nnunet_ext.transforms import SkeletonTransform
 from tests.conftest import NnunetWorkspace
 
@@ -152,3 +159,47 @@ def test_nnunet_finds_the_trainers_through_trainers_path():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "nnUNetTrainerSkeletonRecall_w0p5 0.5" in out.stdout
+
+
+class SkeletonRecallPlusClDice(nnUNetTrainerSkeletonRecall):
+    """The README's example: a combination of losses in a few lines."""
+
+    def extra_loss_terms(self):
+        return super().extra_loss_terms() + [cldice_term(self, weight=0.5)]
+
+
+def _loss_on_a_batch(trainer) -> tuple[torch.Tensor, list, list]:
+    loader, _ = trainer.get_dataloaders()
+    target = next(loader)["target"]
+    torch.manual_seed(0)
+    outputs = [torch.randn(t.shape[0], 3, *t.shape[2:], requires_grad=True) for t in target]
+    return trainer.loss(outputs, target), outputs, target
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerClDice, nnUNetTrainerCombo, SkeletonRecallPlusClDice])
+def test_loss_trainers_compose_inside_nnunets_deep_supervision(trainer_env: NnunetWorkspace, dataset_2d: Path,
+                                                               trainer_class):
+    trainer = _make_trainer(trainer_env, dataset_2d, trainer_class)
+    trainer.initialize()
+    assert isinstance(trainer.loss, DeepSupervisionWrapper)
+    inner = trainer.loss.loss
+    uses_skeleton = issubclass(trainer_class, nnUNetTrainerSkeletonRecall)
+    pipeline = [type(t) for t in trainer_class.get_training_transforms(
+        (64, 64), (0, 0), [[1, 1], [0.5, 0.5]], (0, 1), False, ignore_label=3).transforms]
+    assert (SkeletonTransform in pipeline) == uses_skeleton
+    if trainer_class is nnUNetTrainerCombo:
+        assert isinstance(inner, ComboLoss) and inner.ignore_label == 3
+    else:
+        assert isinstance(inner, CompoundLoss)
+        kinds = [type(t.loss) for t in inner.terms]
+        assert SoftClDiceLoss in kinds and (SoftSkeletonRecallLoss in kinds) == uses_skeleton
+        assert [t.loss for t in inner.terms if isinstance(t.loss, SoftClDiceLoss)][0].ignore_label == 3
+    total, outputs, target = _loss_on_a_batch(trainer)
+    if trainer_class is not nnUNetTrainerCombo:
+        by_hand = sum(w * sum(term.weight * term.loss(o, t[:, (1 if term.target == "skeleton" else 0):][:, :1])
+                              for term in inner.terms)
+                      for w, o, t in zip(trainer.loss.weight_factors, outputs, target) if w != 0)
+        torch.testing.assert_close(total, by_hand)
+    total.backward()
+    for w, o in zip(trainer.loss.weight_factors, outputs):
+        assert (o.grad is not None and o.grad.abs().sum() > 0) == (w != 0)

@@ -6,6 +6,13 @@ module here as a top-level module while searching, so modules import the package
 absolutely (``nnunet_ext.…``) and are named distinctively.
 """
 
+from nnunet_ext.trainers.nnUNetTrainerClDice import (
+    cldice_term,
+    nnUNetTrainerClDice,
+    nnUNetTrainerClDice_w0p5,
+    nnUNetTrainerClDice_w2,
+)
+from nnunet_ext.trainers.nnUNetTrainerCombo import nnUNetTrainerCombo, nnUNetTrainerCombo_b0p7
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerSkeletonRecall_w0p5,
@@ -14,6 +21,12 @@ from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
 )
 
 __all__ = [
+    "cldice_term",
+    "nnUNetTrainerClDice",
+    "nnUNetTrainerClDice_w0p5",
+    "nnUNetTrainerClDice_w2",
+    "nnUNetTrainerCombo",
+    "nnUNetTrainerCombo_b0p7",
     "nnUNetTrainerSkeletonRecall",
     "nnUNetTrainerSkeletonRecall_w0p5",
     "nnUNetTrainerSkeletonRecall_w2",

@@ -1,12 +1,13 @@
-"""Trainer mixin: extra loss terms added next to nnU-Net's own loss at every scale.
+"""Trainer mixin: compose our loss terms with (or instead of) nnU-Net's own loss, at every scale.
 
 nnU-Net builds its Dice + CE loss and wraps it for deep supervision. Instead of
-re-writing ``_build_loss``, we take what nnU-Net built and put it into a
-``CompoundLoss`` together with the trainer's extra terms, inside nnU-Net's own
-deep-supervision wrapper, so every output scale gets every term with nnU-Net's
-scale weights.
+re-writing ``_build_loss``, we take what nnU-Net built and swap only its inner loss:
+optionally a replacement for Dice + CE, plus the trainer's extra terms, as a
+``CompoundLoss`` inside nnU-Net's own deep-supervision wrapper, so every output
+scale gets every term with nnU-Net's scale weights.
 
-Mix in before the nnU-Net trainer class and override ``extra_loss_terms``.
+Mix in before the nnU-Net trainer class; override ``extra_loss_terms`` and/or
+``replacement_base_loss``.
 """
 
 from __future__ import annotations
@@ -19,23 +20,30 @@ from torch import nn
 from nnunet_ext.losses import CompoundLoss, LossTerm
 
 
-def extend_nnunet_loss(loss: nn.Module, extra_terms: Sequence[LossTerm]) -> nn.Module:
-    """nnU-Net's loss (deep-supervision wrapped or not) plus ``extra_terms`` at each scale."""
-    if not extra_terms:
+def compose_with_nnunet_loss(loss: nn.Module, extra_terms: Sequence[LossTerm],
+                             replacement: nn.Module | None = None) -> nn.Module:
+    """nnU-Net's loss (deep-supervision wrapped or not) with its inner loss replaced and/or extended."""
+    wrapped = isinstance(loss, DeepSupervisionWrapper)
+    base = replacement if replacement is not None else (loss.loss if wrapped else loss)
+    inner = CompoundLoss([LossTerm(base, 1.0, "labels"), *extra_terms]) if extra_terms else base
+    if wrapped:
+        loss.loss = inner
         return loss
-    if isinstance(loss, DeepSupervisionWrapper):
-        loss.loss = CompoundLoss([LossTerm(loss.loss, 1.0, "labels"), *extra_terms])
-        return loss
-    return CompoundLoss([LossTerm(loss, 1.0, "labels"), *extra_terms])
+    return inner
 
 
 class LossTermsMixin:
-    """Adds ``extra_loss_terms()`` to the loss nnU-Net builds."""
+    """Builds nnU-Net's loss, then applies ``replacement_base_loss()`` and ``extra_loss_terms()``."""
 
     def extra_loss_terms(self) -> list[LossTerm]:
+        """Terms added next to the base loss (default: none)."""
         return []
 
+    def replacement_base_loss(self) -> nn.Module | None:
+        """A loss used instead of nnU-Net's Dice + CE (default: None, keep nnU-Net's)."""
+        return None
+
     def _build_loss(self) -> nn.Module:
-        loss = extend_nnunet_loss(super()._build_loss(), self.extra_loss_terms())
+        loss = compose_with_nnunet_loss(super()._build_loss(), self.extra_loss_terms(), self.replacement_base_loss())
         self.print_to_log_file(f"nnunet_ext loss: {loss}")
         return loss

@@ -12,17 +12,12 @@ and returns ``-mean_c(recall_c)``. The sign follows nnU-Net's ``SoftDiceLoss`` (
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from nnunet_ext.losses.distributed import all_gather_sum
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if math.isfinite(value) and value == int(value) else repr(value)
+from nnunet_ext.losses.validation import check_logits_and_labels
 
 
 class SoftSkeletonRecallLoss(nn.Module):
@@ -49,55 +44,13 @@ class SoftSkeletonRecallLoss(nn.Module):
         return (f"batch_dice={self.batch_dice}, smooth={self.smooth}, ddp={self.ddp}, "
                 f"ignore_label={self.ignore_label}")
 
-    def _check_inputs(self, net_output: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor | None:
-        """Validate shapes and values; return the valid-voxel mask (B, 1, *spatial) or None."""
-        if net_output.ndim < 3 or net_output.shape[1] < 2:
-            raise ValueError(
-                f"net_output must be logits shaped (B, C, *spatial) with at least 3 dims and C >= 2 "
-                f"(channel 0 = background), got shape {tuple(net_output.shape)}; pass the raw network "
-                f"output of one deep-supervision scale")
-        expected = (net_output.shape[0], 1, *net_output.shape[2:])
-        if tuple(skeleton.shape) != expected:
-            raise ValueError(
-                f"skeleton must be shaped (B, 1, *spatial) = {expected} to match net_output "
-                f"{tuple(net_output.shape)}, got {tuple(skeleton.shape)}; pass the skeleton channel only "
-                f"(target[:, 1:2]) at the same scale as net_output")
-
-        valid = None if self.ignore_label is None else skeleton != self.ignore_label
-        values = skeleton if valid is None else torch.where(valid, skeleton, torch.zeros_like(skeleton))
-        lo, hi = torch.aminmax(values)
-        stats = [lo.double(), hi.double(), torch.isfinite(net_output).all().double()]
-        if skeleton.is_floating_point():
-            # NaN also fails this test.
-            stats.append((skeleton != torch.round(skeleton)).any().double())
-        # One host sync for all checks.
-        lo_v, hi_v, finite, *non_integer = torch.stack(stats).tolist()
-
-        if non_integer and non_integer[0]:
-            raise ValueError(
-                "skeleton contains non-integer values; it must hold integer class labels (0 = not on "
-                "the skeleton). Make sure the skeleton is not interpolated (use nearest-neighbour "
-                "resampling / downsampling)")
-        num_classes = net_output.shape[1]
-        if lo_v < 0 or hi_v >= num_classes:
-            bad = lo_v if lo_v < 0 else hi_v
-            raise ValueError(
-                f"skeleton contains label {_fmt(bad)} but the network has C={num_classes} outputs: labels "
-                f"must be >= 0 and < {num_classes} (other than ignore_label={self.ignore_label}). Check "
-                f"that the labels in dataset.json and the plans match the data")
-        if not finite:
-            raise FloatingPointError(
-                "the network output (net_output) contains NaN/Inf values: training diverged; lower the "
-                "learning rate and check the input normalisation")
-        return valid
-
     def forward(self, net_output: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor:
         """Loss for logits ``net_output`` (B, C, *spatial) and labels ``skeleton`` (B, 1, *spatial).
 
         Returns a scalar in [-1, 0]: minus the mean recall over foreground classes (and over samples
         unless ``batch_dice``).
         """
-        valid = self._check_inputs(net_output, skeleton)
+        valid = check_logits_and_labels(net_output, skeleton, self.ignore_label, name="skeleton")
 
         logits = net_output
         if logits.dtype not in (torch.float32, torch.float64):

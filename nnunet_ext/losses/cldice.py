@@ -1,0 +1,105 @@
+"""Soft clDice (Shit et al., CVPR 2021): topology-aware overlap of soft skeletons.
+
+Per foreground class c, with soft skeletons from ``soft_skeletonize``::
+
+    Tprec = (sum skel(P)*L + s) / (sum skel(P) + s)     # how much of the predicted skeleton lies in L
+    Tsens = (sum skel(L)*P + s) / (sum skel(L) + s)     # how much of the true skeleton P covers
+    clDice = 2 Tprec Tsens / (Tprec + Tsens)
+
+and the loss is ``1 - mean(clDice)`` over foreground classes (and over samples unless batch_dice).
+Skeletons are computed for the foreground channels only, the target's without autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from nnunet_ext.losses.distributed import all_gather_sum
+from nnunet_ext.losses.soft_skeleton import soft_skeletonize
+from nnunet_ext.losses.validation import check_logits_and_labels
+
+
+def _check_probabilities(probs: torch.Tensor, onehot: torch.Tensor) -> None:
+    if probs.ndim not in (4, 5) or probs.shape[1] < 2:
+        raise ValueError(f"probs must be (B, C, X, Y[, Z]) with C >= 2 (channel 0 = background), "
+                         f"got shape {tuple(probs.shape)}")
+    if onehot.shape != probs.shape:
+        what = "channel count" if onehot.shape[:1] + onehot.shape[2:] == probs.shape[:1] + probs.shape[2:] else "shape"
+        raise ValueError(f"one-hot target {what} does not match the prediction: target {tuple(onehot.shape)}, "
+                         f"prediction {tuple(probs.shape)}; the target needs one channel per network output "
+                         f"(background included)")
+    lo_p, hi_p, lo_t, hi_t = torch.stack([*torch.aminmax(probs.detach()), *torch.aminmax(onehot)]).double().tolist()
+    if not (0 <= lo_p and hi_p <= 1):
+        raise ValueError(f"soft_cldice expects probabilities in [0, 1], got values in [{lo_p:.3g}, {hi_p:.3g}]: "
+                         f"these look like logits. Pass torch.softmax(logits, 1), or use SoftClDiceLoss, "
+                         f"which takes logits")
+    if not (0 <= lo_t and hi_t <= 1):
+        raise ValueError(f"the one-hot target must hold values in [0, 1], got [{lo_t:.3g}, {hi_t:.3g}]")
+
+
+def soft_cldice(probs: torch.Tensor, onehot: torch.Tensor, iterations: int = 3, smooth: float = 1.0,
+                batch_dice: bool = False, valid: torch.Tensor | None = None, ddp: bool = False) -> torch.Tensor:
+    """1 - mean soft clDice over foreground classes.
+
+    Args:
+        probs: (B, C, X, Y[, Z]) probabilities (softmax), channel 0 = background.
+        onehot: target of the same shape, values in [0, 1].
+        iterations: soft-skeleton iterations k >= 1.
+        smooth: the smoothing term s.
+        batch_dice: sum over batch and space (one clDice per class) instead of per sample.
+        valid: optional (B, 1, X, Y[, Z]) mask; voxels outside it are zeroed in both inputs.
+        ddp: with batch_dice, sum the per-class sums over all ranks before dividing.
+
+    Returns:
+        Scalar loss in [0, 1].
+    """
+    _check_probabilities(probs, onehot)
+    pred, true = probs[:, 1:], onehot[:, 1:].to(probs.dtype)
+    if valid is not None:
+        pred, true = pred * valid, true * valid
+    skel_pred = soft_skeletonize(pred, iterations)
+    with torch.no_grad():
+        skel_true = soft_skeletonize(true, iterations)
+    axes = (0, *range(2, pred.ndim)) if batch_dice else tuple(range(2, pred.ndim))
+    sums = [(skel_pred * true).sum(axes), skel_pred.sum(axes), (skel_true * pred).sum(axes), skel_true.sum(axes)]
+    if batch_dice and ddp and dist.is_available() and dist.is_initialized():
+        sums = [all_gather_sum(t) for t in sums]
+    pred_in_true, pred_size, true_covered, true_size = sums
+    tprec = (pred_in_true + smooth) / (pred_size + smooth)
+    tsens = (true_covered + smooth) / (true_size + smooth)
+    return 1 - (2 * tprec * tsens / (tprec + tsens)).mean()
+
+
+class SoftClDiceLoss(nn.Module):
+    """clDice loss on nnU-Net's (logits, integer labels) pair, multi-class, background excluded.
+
+    Args:
+        iterations: soft-skeleton iterations k (the reference default 3 reaches ridges of
+            vessels up to about 3 voxels radius; raise it for thicker structures).
+        smooth: the smoothing term s of Tprec and Tsens.
+        batch_dice: nnU-Net's batch_dice (sums over the batch too).
+        ddp: all-gather the sums across ranks (with batch_dice).
+        ignore_label: target voxels with this value are zeroed in prediction and target.
+    """
+
+    def __init__(self, iterations: int = 3, smooth: float = 1.0, batch_dice: bool = False, ddp: bool = False,
+                 ignore_label: int | None = None) -> None:
+        super().__init__()
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        self.iterations, self.smooth, self.batch_dice = iterations, smooth, batch_dice
+        self.ddp, self.ignore_label = ddp, ignore_label
+
+    def extra_repr(self) -> str:
+        return f"iterations={self.iterations}, smooth={self.smooth}, batch_dice={self.batch_dice}"
+
+    def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss for logits (B, C, X, Y[, Z]) and integer labels (B, 1, X, Y[, Z]); a scalar in [0, 1]."""
+        valid = check_logits_and_labels(net_output, target, self.ignore_label)
+        probs = torch.softmax(net_output.float(), 1)
+        labels = target.long() if valid is None else torch.where(valid, target, 0).long()
+        onehot = torch.zeros_like(probs).scatter_(1, labels, 1)
+        mask = None if valid is None else valid.to(probs.dtype)
+        return soft_cldice(probs, onehot, self.iterations, self.smooth, self.batch_dice, mask, self.ddp)
