@@ -90,3 +90,14 @@ def dataset_3d(nnunet_workspace: NnunetWorkspace) -> Path:
     plans_file.write_text(json.dumps(plans, indent=2))
     nnunet_workspace.run("nnUNetv2_preprocess", "-d", str(DATASET_3D), "-c", "3d_lowres", "-np", "2")
     return folder
+
+
+@pytest.fixture
+def single_torch_thread():
+    """For tests on tiny tensors: intra-op threading only adds overhead (ms per op on small CPUs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

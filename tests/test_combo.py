@@ -13,13 +13,7 @@ from nnunet_ext.losses.combo import ComboLoss
 S = 1e-5  # the default Dice smoothing
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """These tensors are tiny: intra-op threading only adds overhead (ms per op on small CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def logits_from_probs(probs: list[list[float]], shape: tuple[int, ...]) -> torch.Tensor:

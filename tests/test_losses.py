@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -18,13 +14,7 @@ SMOOTH = 1e-5
 BIG = 60.0  # softmax of +-BIG logits is 1/0 to far below float64 resolution of the checks
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """These tensors are tiny: intra-op threading only adds overhead (ms per op on small CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def logits_for(prob_class: torch.Tensor, num_classes: int,
@@ -347,57 +337,3 @@ def test_compound_per_scale_under_deep_supervision() -> None:
 def test_all_gather_sum_without_process_group_is_identity() -> None:
     t = torch.arange(3.0)
     assert all_gather_sum(t) is t
-
-
-def _ddp_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(5)
-    logits = torch.randn(4, 3, 6, 5, dtype=torch.float64)
-    skel = torch.randint(0, 3, (4, 1, 6, 5))
-    skel[1] = 0  # a sample without skeleton
-    skel[2:, 0][skel[2:, 0] == 2] = 0  # rank 1 sees no class 2 at all
-    return logits, skel
-
-
-def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        logits, skel = _ddp_batch()
-        per_rank = logits.shape[0] // world_size
-        local = logits[rank * per_rank:(rank + 1) * per_rank].clone().requires_grad_(True)
-        local_skel = skel[rank * per_rank:(rank + 1) * per_rank]
-        loss = SoftSkeletonRecallLoss(batch_dice=True, ddp=True)(local, local_skel)
-        loss.backward()
-        torch.save({"loss": loss.detach(), "grad": local.grad}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
-def test_ddp_batch_dice_matches_single_process(tmp_path) -> None:
-    world_size = 2
-    mp.start_processes(_ddp_worker, args=(world_size, _free_port(), str(tmp_path)), nprocs=world_size,
-                       join=True, start_method="spawn")
-
-    logits, skel = _ddp_batch()
-    logits.requires_grad_(True)
-    loss = SoftSkeletonRecallLoss(batch_dice=True)(logits, skel)
-    (grad,) = torch.autograd.grad(loss, logits)
-    # Per-rank batch_dice without DDP would give a different value: the test is not vacuous.
-    local_only = SoftSkeletonRecallLoss(batch_dice=True)(logits[:2], skel[:2])
-    assert abs(local_only.item() - loss.item()) > 1e-3
-
-    per_rank = logits.shape[0] // world_size
-    for rank in range(world_size):
-        res = torch.load(tmp_path / f"rank{rank}.pt")
-        assert res["loss"].item() == pytest.approx(loss.item(), abs=1e-12)
-        # The all-gather backward sums the gradients of all ranks (each computed the same global loss),
-        # so a rank's local gradient is world_size x the true one; DDP's averaging over ranks undoes this.
-        torch.testing.assert_close(res["grad"] / world_size, grad[rank * per_rank:(rank + 1) * per_rank],
-                                   atol=1e-6, rtol=0)
