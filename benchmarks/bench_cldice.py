@@ -46,13 +46,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
+from fresh_process import MIB, current_rss_mib, load_average, max_rss_mib, run_worker
 
 from nnunet_ext.losses import SoftClDiceLoss
 from nnunet_ext.losses.cldice_reference import reference_cldice_loss
@@ -72,7 +70,6 @@ QUICK_CASES = {
     "3D C=3": (1, 3, (24, 24, 24)),
     "3D C=15": (1, 15, (24, 24, 24)),
 }
-MIB = 1024 * 1024
 
 
 def make_inputs(batch: int, channels: int, spatial: tuple[int, ...], seed: int = 0
@@ -108,19 +105,6 @@ def forward_backward(fn, logits: torch.Tensor, labels: torch.Tensor) -> float:
     return loss.item()
 
 
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def current_rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
-
-
-def load_average() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
 def worker(case: str, impl: str, repeats: int, quick: bool, threads: int | None) -> dict:
     """One (case, implementation) measurement; meant to run in a fresh process."""
     if threads:
@@ -152,19 +136,16 @@ def worker(case: str, impl: str, repeats: int, quick: bool, threads: int | None)
             "input_mib": logits.numel() * logits.element_size() / MIB}
 
 
-def run_worker(case: str, impl: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", case, impl, "--repeats", str(args.repeats)]
+def run_case(case: str, impl: str, args: argparse.Namespace) -> dict:
+    worker_args = [case, impl, "--repeats", str(args.repeats)]
     if args.quick:
-        command.append("--quick")
+        worker_args.append("--quick")
     if args.threads:
-        command += ["--threads", str(args.threads)]
+        worker_args += ["--threads", str(args.threads)]
     env = dict(os.environ)
     if args.malloc_mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        sys.exit(f"worker {case} / {impl} failed (exit code {done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, worker_args, env)
 
 
 def main() -> None:
@@ -191,7 +172,7 @@ def main() -> None:
     for case, (batch, channels, spatial) in cases.items():
         print(f"{case}: batch {batch}, {'x'.join(map(str, spatial))}, {channels} outputs ...", flush=True)
         for impl in IMPLEMENTATIONS:
-            results[case, impl] = res = run_worker(case, impl, args)
+            results[case, impl] = res = run_case(case, impl, args)
             print(f"  {impl:15s} threads {res['threads']}  loss {res['value']:.8f}  first run {res['first_ms']:.0f} ms"
                   f"  timed runs {', '.join(f'{t:.0f}' for t in res['times_ms'])} ms  peak +{res['peak_mib']:.0f} MiB"
                   f"  (RSS before {res['rss_before_mib']:.0f} MiB, high-water mark before "

@@ -101,3 +101,27 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def trainer_env(nnunet_workspace: NnunetWorkspace, tmp_path: Path, monkeypatch) -> NnunetWorkspace:
+    """In-process nnU-Net paths: the session's preprocessed data, results in a private folder."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(nnunet_workspace.preprocessed))
+    monkeypatch.setenv("nnUNet_raw", str(nnunet_workspace.raw))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded loader in this process
+    return nnunet_workspace
+
+
+def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type | None = None,
+                 dataset_json: dict | None = None, configuration: str = "2d"):
+    """A trainer (default: Skeleton Recall) for a configuration of a preprocessed test dataset, on the CPU."""
+    import torch
+
+    from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
+
+    trainer_class = trainer_class or nnUNetTrainerSkeletonRecall
+    plans = ws.plans(dataset_folder.name)
+    plans["continue_training"] = False  # what nnUNetv2_train puts in
+    dataset_json = dataset_json or json.loads((ws.preprocessed / dataset_folder.name / "dataset.json").read_text())
+    return trainer_class(plans, configuration, 0, dataset_json, device=torch.device("cpu"))

@@ -1,7 +1,8 @@
 """batch_dice with ddp=True: every loss gives, over 2 gloo ranks, what one process gives on the whole batch.
 
 Each rank holds half the batch. The Dice-like sums are all-gathered (differentiably), so the batch Dice
-is the global one on every rank; per-voxel means (the Combo cross entropy) stay local, and DDP averages
+is the global one on every rank; per-voxel and per-sample means (Combo's cross entropy, the hybrid
+loss's focal and MS-SSIM terms) stay local, and DDP averages
 the ranks. So: the mean of the rank losses equals the single-process loss, and a rank's local gradient
 is world_size x the single-process gradient of its samples (DDP's averaging over ranks undoes the factor,
 exactly as for nnU-Net's own Dice).
@@ -16,13 +17,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nnunet_ext.losses import ComboLoss, SoftClDiceLoss, SoftSkeletonRecallLoss
+from nnunet_ext.losses import ComboLoss, HybridLoss, SoftClDiceLoss, SoftSkeletonRecallLoss
 
 WORLD_SIZE = 2
 LOSSES = {
     "skeleton_recall": lambda **kw: SoftSkeletonRecallLoss(**kw),
     "cldice": lambda **kw: SoftClDiceLoss(**kw),
     "combo": lambda **kw: ComboLoss(alpha=0.3, beta=0.7, **kw),
+    "hybrid": lambda **kw: HybridLoss(**kw),
 }
 
 

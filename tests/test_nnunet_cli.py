@@ -18,10 +18,17 @@ def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
+# For the trainer matrix: no final validation, the data loader in the training process (both are
+# covered by the tests above), and nnUNetv2_predict's sequential mode (-npp 0 -nps 0): each spawned
+# process re-imports torch and nnU-Net, which dominates these tiny runs on 2 cores.
+LEAN_TRAINING = {"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1", "nnUNet_n_proc_DA": "0"}
+LEAN_PREDICTION = ("-npp", "0", "-nps", "0")
+
+
 def _train(ws: NnunetWorkspace, dataset_id: int, configuration: str, epochs: int, *extra: str,
-           trainer: str = TINY) -> str:
+           trainer: str = TINY, extra_env: dict | None = None) -> str:
     result = ws.run("nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-device", "cpu", *extra,
-                    extra_env={"NNUNET_EXT_TEST_EPOCHS": str(epochs)})
+                    extra_env={"NNUNET_EXT_TEST_EPOCHS": str(epochs), **(extra_env or {})})
     return result.stdout
 
 
@@ -34,10 +41,11 @@ def _checkpoint_epoch(fold: Path) -> int:
 
 
 def _predict_and_check(ws: NnunetWorkspace, dataset_folder: Path, dataset_id: int, configuration: str,
-                       allowed_labels: set[int], trainer: str = TINY) -> None:
+                       allowed_labels: set[int], trainer: str = TINY,
+                       processes: tuple[str, ...] = ("-npp", "1", "-nps", "1")) -> None:
     out = ws.root / f"pred_{trainer}_{dataset_id}_{configuration}"
     ws.run("nnUNetv2_predict", "-i", str(dataset_folder / "imagesTs"), "-o", str(out), "-d", str(dataset_id),
-           "-c", configuration, "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1")
+           "-c", configuration, "-f", "0", "-tr", trainer, "-device", "cpu", *processes)
     images = sorted((dataset_folder / "imagesTs").glob("*_0000.nii.gz"))
     assert images
     for image in images:
@@ -57,7 +65,8 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
     assert "SoftSkeletonRecallLoss" in log and "nnunet_ext skeleton target" in log
     first_epoch = _checkpoint_epoch(fold)
 
-    stdout = _train(nnunet_workspace, DATASET_2D, "2d", 2, "--c")
+    stdout = _train(nnunet_workspace, DATASET_2D, "2d", 2, "--c",
+                    extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
     assert "Epoch 1" in stdout and "Epoch 0\n" not in stdout  # continued, did not start over
     assert _checkpoint_epoch(fold) == first_epoch + 1
 
@@ -72,22 +81,35 @@ def test_3d_fullres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, datas
 
 
 def test_3d_lowres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, dataset_3d: Path):
-    _train(nnunet_workspace, DATASET_3D, "3d_lowres", 1)
+    _train(nnunet_workspace, DATASET_3D, "3d_lowres", 1, extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
     assert (_fold_folder(nnunet_workspace, dataset_3d, "3d_lowres") / "checkpoint_final.pth").is_file()
     _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_lowres", {0, 1})
 
 
-@pytest.mark.parametrize("trainer", ["nnUNetTrainerClDiceTiny", "nnUNetTrainerComboTiny"])
+# trainer: (text its training log must contain, a state-dict key prefix its checkpoint must hold)
+TRAINERS = {
+    "nnUNetTrainerClDiceTiny": ("SoftClDiceLoss", "decoder.stages"),
+    "nnUNetTrainerComboTiny": ("ComboLoss", "decoder.stages"),
+    "nnUNetTrainerUNet3PlusTiny": ("nnunet_ext network: UNet3Plus", "decoder.stages.0.inputs"),
+    "nnUNetTrainerUNet3PlusCGMTiny": ("HybridLoss", "decoder.classifier"),
+    "nnUNetTrainerUNet3PlusSkeletonRecallTiny": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),
+    "nnUNetTrainerUNetV2Tiny": ("nnunet_ext network: UNetV2", "decoder.sdi"),
+    "nnUNetTrainerUNetV2SkeletonRecallTiny": ("SoftSkeletonRecallLoss", "decoder.sdi"),
+}
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
-def test_loss_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, trainer: str,
-                                         configuration: str):
+def test_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, trainer: str, configuration: str):
     if configuration == "2d":
         dataset, dataset_id, labels = request.getfixturevalue("dataset_2d"), DATASET_2D, {0, 1, 2}
     else:
         dataset, dataset_id, labels = request.getfixturevalue("dataset_3d"), DATASET_3D, {0, 1}
-    _train(nnunet_workspace, dataset_id, configuration, 1, trainer=trainer)
+    _train(nnunet_workspace, dataset_id, configuration, 1, trainer=trainer, extra_env=LEAN_TRAINING)
     fold = _fold_folder(nnunet_workspace, dataset, configuration, trainer)
-    assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
-    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert ("SoftClDiceLoss" if "ClDice" in trainer else "ComboLoss") in log
-    _predict_and_check(nnunet_workspace, dataset, dataset_id, configuration, labels, trainer)
+    assert (fold / "checkpoint_final.pth").is_file()
+    log_text, key_prefix = TRAINERS[trainer]
+    assert log_text in "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    assert any(key.startswith(key_prefix) for key in weights)
+    _predict_and_check(nnunet_workspace, dataset, dataset_id, configuration, labels, trainer, LEAN_PREDICTION)

@@ -28,25 +28,7 @@ from nnunet_ext.trainers import (
     nnUNetTrainerSkeletonRecall_w2,
 )
 from nnunet_ext.transforms import SkeletonTransform
-from tests.conftest import NnunetWorkspace
-
-
-@pytest.fixture
-def trainer_env(nnunet_workspace: NnunetWorkspace, tmp_path: Path, monkeypatch) -> NnunetWorkspace:
-    """In-process nnU-Net paths: the session's preprocessed data, results in a private folder."""
-    monkeypatch.setenv("nnUNet_preprocessed", str(nnunet_workspace.preprocessed))
-    monkeypatch.setenv("nnUNet_raw", str(nnunet_workspace.raw))
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded loader in this process
-    return nnunet_workspace
-
-
-def _make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class=nnUNetTrainerSkeletonRecall,
-                  dataset_json: dict | None = None):
-    plans = ws.plans(dataset_folder.name)
-    plans["continue_training"] = False  # what nnUNetv2_train puts in
-    dataset_json = dataset_json or json.loads((ws.preprocessed / dataset_folder.name / "dataset.json").read_text())
-    return trainer_class(plans, "2d", 0, dataset_json, device=torch.device("cpu"))
+from tests.conftest import NnunetWorkspace, make_trainer
 
 
 def test_constructor_signature_is_nnunets():
@@ -89,13 +71,13 @@ def test_region_dataset_refused_at_initialize(trainer_env: NnunetWorkspace, data
     dataset_json = json.loads((trainer_env.preprocessed / dataset_2d.name / "dataset.json").read_text())
     dataset_json["labels"] = {"background": 0, "tree": [1, 2], "branch": 2}
     dataset_json["regions_class_order"] = [1, 2]
-    trainer = _make_trainer(trainer_env, dataset_2d, dataset_json=dataset_json)
+    trainer = make_trainer(trainer_env, dataset_2d, dataset_json=dataset_json)
     with pytest.raises(NotImplementedError, match="region-based training"):
         trainer.initialize()
 
 
 def test_every_deep_supervision_output_gets_its_own_skeleton_term(trainer_env: NnunetWorkspace, dataset_2d: Path):
-    trainer = _make_trainer(trainer_env, dataset_2d)
+    trainer = make_trainer(trainer_env, dataset_2d)
     trainer.initialize()
     scales = trainer._get_deep_supervision_scales()
     loader, _ = trainer.get_dataloaders()
@@ -138,7 +120,7 @@ def test_every_deep_supervision_output_gets_its_own_skeleton_term(trainer_env: N
 
 def test_validation_step_scores_labels_and_uses_the_skeleton_in_the_loss(trainer_env: NnunetWorkspace,
                                                                         dataset_2d: Path):
-    trainer = _make_trainer(trainer_env, dataset_2d)
+    trainer = make_trainer(trainer_env, dataset_2d)
     trainer.initialize()
     _, val_loader = trainer.get_dataloaders()
     batch = next(val_loader)
@@ -179,7 +161,7 @@ def _loss_on_a_batch(trainer) -> tuple[torch.Tensor, list, list]:
 @pytest.mark.parametrize("trainer_class", [nnUNetTrainerClDice, nnUNetTrainerCombo, SkeletonRecallPlusClDice])
 def test_loss_trainers_compose_inside_nnunets_deep_supervision(trainer_env: NnunetWorkspace, dataset_2d: Path,
                                                                trainer_class):
-    trainer = _make_trainer(trainer_env, dataset_2d, trainer_class)
+    trainer = make_trainer(trainer_env, dataset_2d, trainer_class)
     trainer.initialize()
     assert isinstance(trainer.loss, DeepSupervisionWrapper)
     inner = trainer.loss.loss

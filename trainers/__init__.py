@@ -19,6 +19,12 @@ from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall_w2,
     nnUNetTrainerSkeletonRecall_w5,
 )
+from nnunet_ext.trainers.nnUNetTrainerUNet3Plus import (
+    nnUNetTrainerUNet3Plus,
+    nnUNetTrainerUNet3PlusCGM,
+    nnUNetTrainerUNet3PlusSkeletonRecall,
+)
+from nnunet_ext.trainers.nnUNetTrainerUNetV2 import nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall
 
 __all__ = [
     "cldice_term",
@@ -31,4 +37,9 @@ __all__ = [
     "nnUNetTrainerSkeletonRecall_w0p5",
     "nnUNetTrainerSkeletonRecall_w2",
     "nnUNetTrainerSkeletonRecall_w5",
+    "nnUNetTrainerUNet3Plus",
+    "nnUNetTrainerUNet3PlusCGM",
+    "nnUNetTrainerUNet3PlusSkeletonRecall",
+    "nnUNetTrainerUNetV2",
+    "nnUNetTrainerUNetV2SkeletonRecall",
 ]

@@ -1,18 +1,29 @@
 """Losses of nnunet_ext (torch only; usable without nnU-Net)."""
 
+from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
 from nnunet_ext.losses.cldice import SoftClDiceLoss, soft_cldice
 from nnunet_ext.losses.combo import ComboLoss
 from nnunet_ext.losses.compound import CompoundLoss, LossTerm, channel_index
+from nnunet_ext.losses.hybrid import HybridLoss, focal_loss, ms_ssim_loss, soft_iou_loss
+from nnunet_ext.losses.ms_ssim import ms_ssim, ms_ssim_plan
 from nnunet_ext.losses.skeleton_recall import SoftSkeletonRecallLoss
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 
 __all__ = [
+    "ClassificationGuidedLoss",
     "ComboLoss",
     "CompoundLoss",
+    "HybridLoss",
     "LossTerm",
     "SoftClDiceLoss",
     "SoftSkeletonRecallLoss",
     "channel_index",
+    "focal_loss",
+    "ms_ssim",
+    "ms_ssim_loss",
+    "ms_ssim_plan",
+    "patch_contains_foreground",
     "soft_cldice",
+    "soft_iou_loss",
     "soft_skeletonize",
 ]

@@ -1,15 +1,26 @@
 """Short variants of every nnunet_ext trainer for the integration tests (a few iterations on the CPU).
 
 NNUNET_EXT_TEST_EPOCHS sets the number of epochs (default 1) so that a test can train one
-epoch and then continue with ``--c`` for a second. nnU-Net finds these classes by name in
-this folder (the tests add it to nnUNet_extTrainer).
+epoch and then continue with ``--c`` for a second. NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION=1 skips
+nnU-Net's final validation (its export pool spawns a process that re-imports torch and nnU-Net:
+~15 s per run on 2 cores); the tests that check the final validation leave it unset. nnU-Net
+finds these classes by name in this folder (the tests add it to nnUNet_extTrainer).
 """
 
 import os
 
 import torch
 
-from nnunet_ext.trainers import nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers import (
+    nnUNetTrainerClDice,
+    nnUNetTrainerCombo,
+    nnUNetTrainerSkeletonRecall,
+    nnUNetTrainerUNet3Plus,
+    nnUNetTrainerUNet3PlusCGM,
+    nnUNetTrainerUNet3PlusSkeletonRecall,
+    nnUNetTrainerUNetV2,
+    nnUNetTrainerUNetV2SkeletonRecall,
+)
 
 
 class TinyRun:
@@ -22,6 +33,12 @@ class TinyRun:
         self.num_iterations_per_epoch = 3
         self.num_val_iterations_per_epoch = 2
 
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        if os.environ.get("NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION") == "1":
+            self.print_to_log_file("final validation skipped (NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION=1)")
+            return
+        super().perform_actual_validation(save_probabilities)
+
 
 class nnUNetTrainerSkeletonRecallTiny(TinyRun, nnUNetTrainerSkeletonRecall):
     pass
@@ -33,3 +50,25 @@ class nnUNetTrainerClDiceTiny(TinyRun, nnUNetTrainerClDice):
 
 class nnUNetTrainerComboTiny(TinyRun, nnUNetTrainerCombo):
     pass
+
+
+# The network trainers with narrower full-scale / SDI channels (set the way a user would, by a
+# class attribute in their own trainer folder): the CPU tests stay fast.
+class nnUNetTrainerUNet3PlusTiny(TinyRun, nnUNetTrainerUNet3Plus):
+    unet3plus_cat_channels = 8
+
+
+class nnUNetTrainerUNet3PlusCGMTiny(TinyRun, nnUNetTrainerUNet3PlusCGM):
+    unet3plus_cat_channels = 8
+
+
+class nnUNetTrainerUNet3PlusSkeletonRecallTiny(TinyRun, nnUNetTrainerUNet3PlusSkeletonRecall):
+    unet3plus_cat_channels = 8
+
+
+class nnUNetTrainerUNetV2Tiny(TinyRun, nnUNetTrainerUNetV2):
+    unetv2_sdi_channels = 8
+
+
+class nnUNetTrainerUNetV2SkeletonRecallTiny(TinyRun, nnUNetTrainerUNetV2SkeletonRecall):
+    unetv2_sdi_channels = 8

@@ -1,0 +1,77 @@
+"""UNet 3+ (Huang et al., ICASSP 2020) built from the nnU-Net plans, with nnU-Net's or our losses.
+
+- ``nnUNetTrainerUNet3Plus``: UNet 3+ with nnU-Net's CE + Dice at every decoder stage (full-scale
+  deep supervision restricted to nnU-Net's scales).
+- ``nnUNetTrainerUNet3PlusCGM``: with the classification-guided module and the paper's hybrid loss
+  (focal + MS-SSIM + IoU at every scale, plus the CGM's BCE once per step).
+- ``nnUNetTrainerUNet3PlusSkeletonRecall``: UNet 3+ with the Skeleton Recall loss.
+
+``cat_channels`` (64, the paper's) is the class attribute ``unet3plus_cat_channels``; change it in
+a subclass in your own nnUNet_extTrainer folder.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from nnunet_ext.losses import ClassificationGuidedLoss, HybridLoss
+from nnunet_ext.networks import UNet3Plus
+from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
+from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+
+
+class UNet3PlusNetworkMixin(PlansNetworkMixin):
+    """Network choice: UNet 3+ from the plans (``cat_channels`` = ``unet3plus_cat_channels``)."""
+
+    network_class = UNet3Plus
+    unet3plus_cat_channels: ClassVar[int] = 64
+
+    @classmethod
+    def network_kwargs(cls) -> dict:
+        return {"cat_channels": cls.unet3plus_cat_channels}
+
+
+class nnUNetTrainerUNet3Plus(UNet3PlusNetworkMixin, nnUNetTrainer):
+    """UNet 3+ trained with nnU-Net's CE + Dice."""
+
+
+class nnUNetTrainerUNet3PlusSkeletonRecall(UNet3PlusNetworkMixin, nnUNetTrainerSkeletonRecall):
+    """UNet 3+ trained with CE + Dice + Skeleton Recall."""
+
+
+def _bare_network(network: nn.Module) -> nn.Module:
+    """The module itself under nnU-Net's DDP and torch.compile wrappers."""
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
+    return getattr(network, "_orig_mod", network)
+
+
+class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, LossTermsMixin, nnUNetTrainer):
+    """UNet 3+ with the CGM, trained with the hybrid loss (focal + MS-SSIM + IoU) and the CGM's BCE.
+
+    The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode).
+    torch.compile is off: the loss reads the classification logits the network stores on itself.
+    """
+
+    cgm_weight: ClassVar[float] = 1.0
+
+    @classmethod
+    def network_kwargs(cls) -> dict:
+        return {**super().network_kwargs(), "cgm": True}
+
+    def replacement_base_loss(self) -> nn.Module:
+        return HybridLoss(batch_dice=self.configuration_manager.batch_dice,
+                          ignore_label=self.label_manager.ignore_label, ddp=self.is_ddp)
+
+    def _build_loss(self) -> nn.Module:
+        network = _bare_network(self.network)
+        return ClassificationGuidedLoss(super()._build_loss(), lambda: network.classification_logits,
+                                        weight=self.cgm_weight, ignore_label=self.label_manager.ignore_label)
+
+    def _do_i_compile(self) -> bool:
+        return False

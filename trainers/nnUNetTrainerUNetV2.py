@@ -1,0 +1,37 @@
+"""U-Net v2 (Peng et al., 2023) built from the nnU-Net plans: SDI skips on nnU-Net's conv encoder.
+
+- ``nnUNetTrainerUNetV2``: U-Net v2 with nnU-Net's CE + Dice at every deep-supervision scale.
+- ``nnUNetTrainerUNetV2SkeletonRecall``: U-Net v2 with the Skeleton Recall loss.
+
+``sdi_channels`` (32, the paper's c) is the class attribute ``unetv2_sdi_channels``; change it in a
+subclass in your own nnUNet_extTrainer folder.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ext.networks import UNetV2
+from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
+from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+
+
+class UNetV2NetworkMixin(PlansNetworkMixin):
+    """Network choice: U-Net v2 from the plans (``sdi_channels`` = ``unetv2_sdi_channels``)."""
+
+    network_class = UNetV2
+    unetv2_sdi_channels: ClassVar[int] = 32
+
+    @classmethod
+    def network_kwargs(cls) -> dict:
+        return {"sdi_channels": cls.unetv2_sdi_channels}
+
+
+class nnUNetTrainerUNetV2(UNetV2NetworkMixin, nnUNetTrainer):
+    """U-Net v2 trained with nnU-Net's CE + Dice."""
+
+
+class nnUNetTrainerUNetV2SkeletonRecall(UNetV2NetworkMixin, nnUNetTrainerSkeletonRecall):
+    """U-Net v2 trained with CE + Dice + Skeleton Recall."""
