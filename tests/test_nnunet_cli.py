@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,25 @@ def test_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, 
     weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     assert any(key.startswith(key_prefix) for key in weights)
     _predict_and_check(nnunet_workspace, dataset, dataset_id, configuration, labels, trainer, LEAN_PREDICTION)
+
+
+def test_network_named_in_a_plans_file_trains_and_predicts_with_stock_nnunet(nnunet_workspace: NnunetWorkspace,
+                                                                              dataset_2d: Path):
+    """The README's route without our trainers: a plans copy whose 2d architecture is UNetV2."""
+    plans = nnunet_workspace.plans(dataset_2d.name)
+    plans["plans_name"] = "nnUNetPlansUNetV2"
+    architecture = plans["configurations"]["2d"]["architecture"]
+    architecture["network_class_name"] = "nnunet_ext.networks.UNetV2"
+    architecture["arch_kwargs"]["sdi_channels"] = 8
+    (nnunet_workspace.preprocessed / dataset_2d.name / "nnUNetPlansUNetV2.json").write_text(json.dumps(plans))
+
+    trainer = "nnUNetTrainerPlainTiny"
+    _train(nnunet_workspace, DATASET_2D, "2d", 1, "-p", "nnUNetPlansUNetV2", trainer=trainer, extra_env=LEAN_TRAINING)
+    fold = nnunet_workspace.results / dataset_2d.name / f"{trainer}__nnUNetPlansUNetV2__2d" / "fold_0"
+    weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    assert any(key.startswith("decoder.sdi") for key in weights)
+    out = nnunet_workspace.root / "pred_plans_unetv2"
+    nnunet_workspace.run("nnUNetv2_predict", "-i", str(dataset_2d / "imagesTs"), "-o", str(out), "-d",
+                         str(DATASET_2D), "-c", "2d", "-f", "0", "-tr", trainer, "-p", "nnUNetPlansUNetV2",
+                         "-device", "cpu", *LEAN_PREDICTION)
+    assert len(list(out.glob("*.nii.gz"))) == len(list((dataset_2d / "imagesTs").glob("*_0000.nii.gz")))

@@ -20,6 +20,7 @@ Shapes (n stages, S_s = spatial size of stage s = input size // cumulative strid
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -178,7 +179,8 @@ class UNetV2Decoder(nn.Module):
 
 
 class UNetV2(PlansNetwork):
-    """U-Net v2 built from PlainConvUNet's plans arguments, plus ``sdi_channels`` (default 32).
+    """U-Net v2 built from nnU-Net plans (``PlainConvUNet``'s keyword arguments, see ``PlansNetwork``) plus
+    ``sdi_channels`` (default 32).
 
     forward: (B, input_channels, *spatial) -> (B, num_classes, *spatial), or with deep supervision a
     list of n_stages - 1 tensors, tensor s of size spatial // cumulative_strides[s] (full resolution first).
@@ -187,19 +189,9 @@ class UNetV2(PlansNetwork):
     U-Net v2 decoder has no conv stages, only SDI maps, transposed convs and heads.
     """
 
-    def __init__(self, input_channels: int, n_stages: int, features_per_stage: int | Sequence[int],
-                 conv_op: type[nn.Module], kernel_sizes: int | Sequence, strides: int | Sequence,
-                 n_conv_per_stage: int | Sequence[int], num_classes: int,
-                 n_conv_per_stage_decoder: int | Sequence[int], conv_bias: bool = False,
-                 norm_op: type[nn.Module] | None = None, norm_op_kwargs: dict | None = None,
-                 dropout_op: type[nn.Module] | None = None, dropout_op_kwargs: dict | None = None,
-                 nonlin: type[nn.Module] | None = None, nonlin_kwargs: dict | None = None,
-                 deep_supervision: bool = False, nonlin_first: bool = False, sdi_channels: int = 32) -> None:
+    def __init__(self, *args: Any, sdi_channels: int = 32, **kwargs: Any) -> None:
         sdi_channels = check_positive_int("sdi_channels", sdi_channels, "channels of the SDI feature maps")
-        super().__init__(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                         n_conv_per_stage, num_classes, n_conv_per_stage_decoder, conv_bias, norm_op,
-                         norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, deep_supervision,
-                         nonlin_first)
+        super().__init__(*args, **kwargs)
         self.sdi_channels = sdi_channels
-        self.decoder = UNetV2Decoder(self.layout, sdi_channels, self.num_classes, conv_op, self.conv_block,
-                                     conv_bias, self._initial_deep_supervision)
+        self.decoder = UNetV2Decoder(self.layout, sdi_channels, self.num_classes, self.conv_op, self.conv_block,
+                                     self.block_kwargs["conv_bias"], self._initial_deep_supervision)

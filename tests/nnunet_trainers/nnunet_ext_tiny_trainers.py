@@ -10,6 +10,7 @@ finds these classes by name in this folder (the tests add it to nnUNet_extTraine
 import os
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (
     nnUNetTrainerClDice,
@@ -72,3 +73,7 @@ class nnUNetTrainerUNetV2Tiny(TinyRun, nnUNetTrainerUNetV2):
 
 class nnUNetTrainerUNetV2SkeletonRecallTiny(TinyRun, nnUNetTrainerUNetV2SkeletonRecall):
     unetv2_sdi_channels = 8
+
+
+class nnUNetTrainerPlainTiny(TinyRun, nnUNetTrainer):
+    """Stock nnU-Net, short: for networks named in a plans file's network_class_name."""
