@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = """\
-nnunet_ext adds topology-aware training (Skeleton Recall) to your stock nnU-Net v2.
-You keep using nnU-Net's own commands; this tool only helps you set them up.
+nnunet_ext adds topology-aware training (Skeleton Recall, clDice, Combo; UNet 3+, U-Net v2) to your
+stock nnU-Net v2. You keep using nnU-Net's own commands; this tool sets them up and evaluates topology.
 
 Quick start:
   export nnUNet_extTrainer=$(nnunet-ext trainers-path)
@@ -42,6 +42,21 @@ def _demo_command(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), epochs=args.epochs, iterations=args.iterations, cases=args.cases)
 
 
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, EvaluationError, evaluate_folders  # noqa: PLC0415
+
+    output = Path(args.o) if args.o else Path(args.pred_folder) / DEFAULT_OUTPUT_NAME
+    try:
+        summary = evaluate_folders(args.gt_folder, args.pred_folder, args.djfile, args.pfile, output,
+                                   num_processes=args.np, overwrite=args.overwrite)
+    except EvaluationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output}")
+    print("foreground mean: " + ", ".join(f"{name} {value:.4f}" for name, value in summary["foreground_mean"].items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-ext", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--iterations", type=int, default=25, help="iterations per epoch (default 25)")
     demo.add_argument("--cases", type=int, default=10, help="training cases to generate, >= 5 (default 10)")
     demo.set_defaults(func=_demo_command)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="Dice, clDice, Betti, pixel, Rand and warping errors of a prediction folder",
+        description="Like nnUNetv2_evaluate_folder, with topology metrics: per case and foreground class Dice, "
+                    "clDice (hard skeletons), Betti number errors (b0, b1, and b2 in 3D), pixel error, adapted "
+                    "Rand error and warping error, written as JSON in the shape of nnU-Net's summary.json. "
+                    "Connectivity: foreground 8 (2D) / 26 (3D), background 4 / 6.")
+    evaluate.add_argument("gt_folder", help="folder with the ground-truth segmentations")
+    evaluate.add_argument("pred_folder", help="folder with the predicted segmentations (same file names)")
+    evaluate.add_argument("-djfile", required=True, help="the dataset's dataset.json")
+    evaluate.add_argument("-pfile", required=True, help="the plans file (e.g. nnUNetPlans.json)")
+    evaluate.add_argument("-o", default=None, help="output .json (default: PRED_FOLDER/summary_topology.json); "
+                                                   "never overwritten unless --overwrite")
+    evaluate.add_argument("-np", type=int, default=2, help="worker processes (default 2; 0: in this process)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    evaluate.set_defaults(func=_evaluate_command)
     return parser
 
 
