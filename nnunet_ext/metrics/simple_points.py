@@ -28,6 +28,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from nnunet_ext.skeleton.thinning import grow_component
+
 OFFSETS_2D = np.array([o for o in itertools.product((-1, 0, 1), repeat=2) if o != (0, 0)], dtype=np.int64)
 OFFSETS_3D = np.array([o for o in itertools.product((-1, 0, 1), repeat=3) if o != (0, 0, 0)], dtype=np.int64)
 
@@ -87,33 +89,18 @@ N6_BITS = _bits(_CITY == 1)
 N18_BITS = _bits(_CITY <= 2)
 
 
-@njit(cache=True, inline="always")
-def _grow(seed, allowed, adjacency):
-    """The component of ``allowed`` (bitmask) holding the bits of ``seed``, grown along ``adjacency``."""
-    component = seed
-    while True:
-        grown = component
-        for j in range(26):
-            if (component >> j) & 1:
-                grown |= adjacency[j]
-        grown &= allowed
-        if grown == component:
-            return component
-        component = grown
-
-
 @njit(cache=True)
 def is_simple_code_3d(code, adjacency_26, adjacency_6, n6_bits, n18_bits):
     """Whether the centre of a 26-neighbour code is simple (26-connected fg, 6-connected bg)."""
     if code == 0:
         return False  # T26 = 0: an isolated voxel, or a voxel that would be one
-    if _grow(code & -code, code, adjacency_26) != code:
+    if grow_component(code & -code, code, adjacency_26) != code:
         return False  # T26 > 1
     background = ~code & n18_bits
     touching = background & n6_bits
     if touching == 0:
         return False  # T6 = 0: an interior voxel, or one that would close a cavity
-    component = _grow(touching & -touching, background, adjacency_6)
+    component = grow_component(touching & -touching, background, adjacency_6)
     return (touching & ~component) == 0  # T6 == 1
 
 

@@ -159,20 +159,25 @@ def _is_euler_invariant(code, vertex_masks, edge_masks, face_masks):
 
 
 @njit(cache=True, inline="always")
-def _is_simple(code, adjacency):
-    """At most one 26-connected component among the 26 neighbours."""
-    if code == 0:
-        return True
-    component = code & -code  # lowest set bit
+def grow_component(seed, allowed, adjacency):
+    """The component of ``allowed`` (a 26-neighbour bitmask) holding the bits of ``seed``, grown along
+    ``adjacency`` (per neighbour bit, the bitmask of its adjacent neighbours)."""
+    component = seed
     while True:
         grown = component
         for j in range(26):
             if (component >> j) & 1:
                 grown |= adjacency[j]
-        grown &= code
+        grown &= allowed
         if grown == component:
-            return component == code
+            return component
         component = grown
+
+
+@njit(cache=True, inline="always")
+def _is_simple(code, adjacency):
+    """At most one 26-connected component among the 26 neighbours."""
+    return code == 0 or grow_component(code & -code, code, adjacency) == code  # seed: the lowest set bit
 
 
 @njit(cache=True, inline="always")
