@@ -15,6 +15,7 @@ Quick start:
   nnUNetv2_plan_and_preprocess -d 42 -c 3d_fullres
   nnUNetv2_train 42 3d_fullres 0 -tr nnUNetTrainerSkeletonRecall
   nnUNetv2_predict -i IN -o OUT -d 42 -c 3d_fullres -tr nnUNetTrainerSkeletonRecall
+  nnunet-ext evaluate GT_FOLDER OUT -djfile dataset.json -pfile nnUNetPlans.json
 """
 
 
@@ -48,12 +49,81 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     output = Path(args.o) if args.o else Path(args.pred_folder) / DEFAULT_OUTPUT_NAME
     try:
         summary = evaluate_folders(args.gt_folder, args.pred_folder, args.djfile, args.pfile, output,
-                                   num_processes=args.np, overwrite=args.overwrite)
+                                   num_processes=args.np, overwrite=args.overwrite, chill=args.chill)
     except EvaluationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {output}")
     print("foreground mean: " + ", ".join(f"{name} {value:.4f}" for name, value in summary["foreground_mean"].items()))
+    return 0
+
+
+def _dataset_id_in_use(dataset_id: int, raw: Path) -> Path | None:
+    """A folder of nnUNet_raw / nnUNet_preprocessed / nnUNet_results that already holds this id."""
+    import os  # noqa: PLC0415
+
+    roots = [raw] + [Path(os.environ[v]) for v in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(v)]
+    for root in roots:
+        if root.is_dir():
+            found = sorted(root.glob(f"Dataset{dataset_id:03d}_*"))
+            if found:
+                return found[0]
+    return None
+
+
+def _make_dataset_command(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+
+    from nnunet_ext.synthetic import write_raw_dataset  # noqa: PLC0415
+    from nnunet_ext.synthetic_image import ImageParams  # noqa: PLC0415
+
+    raw = args.raw or os.environ.get("nnUNet_raw")
+    if not raw:
+        print("error: nnUNet_raw is not set; export nnUNet_raw=/path/to/nnUNet_raw or pass --raw FOLDER",
+              file=sys.stderr)
+        return 2
+    if args.cases < 5:
+        print("error: --cases must be at least 5 (nnU-Net splits the training cases into 5 folds)", file=sys.stderr)
+        return 2
+    in_use = _dataset_id_in_use(args.dataset_id, Path(raw))
+    if in_use is not None:
+        print(f"error: dataset id {args.dataset_id} is taken by {in_use}; pick another id (nothing was written)",
+              file=sys.stderr)
+        return 1
+    name = args.name or f"ThinStructures{args.dim}D"
+    size = args.size or (128 if args.dim == 2 else 64)
+    try:
+        image_params = None if args.easy else ImageParams(contrast=args.contrast, noise=args.noise,
+                                                           gaps_per_case=args.gaps)
+        folder = write_raw_dataset(raw, args.dataset_id, name, args.dim, n_train=args.cases,
+                                   n_test=args.test_cases, size=size, n_classes=args.classes, seed=args.seed,
+                                   image_params=image_params)
+    except (ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder} ({args.cases} training cases, {args.test_cases} test cases with labels in labelsTs)")
+    return 0
+
+
+def _show_skeleton_command(args: argparse.Namespace) -> int:
+    from nnunet_ext.show_skeleton import CaseFiles, ShowSkeletonError, case_from_dataset, render_skeleton  # noqa: PLC0415
+
+    try:
+        if args.d is not None:
+            if len(args.inputs) != 1:
+                raise ShowSkeletonError("with -d DATASET give one case id, e.g. -d 42 case_007")
+            files = case_from_dataset(args.d, args.inputs[0], args.raw)
+        elif len(args.inputs) == 2:
+            files = CaseFiles(Path(args.inputs[0]), Path(args.inputs[1]), args.ignore_label)
+        else:
+            raise ShowSkeletonError("give IMAGE LABEL files, or -d DATASET CASE_ID")
+        if args.tube_radius < 0:
+            raise ShowSkeletonError(f"--tube-radius must be >= 0, got {args.tube_radius}")
+        written = render_skeleton(files, args.o, args.tube_radius, args.per_class, args.overwrite)
+    except ShowSkeletonError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {written}")
     return 0
 
 
@@ -71,18 +141,60 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=_trainers_path_command)
 
     demo = commands.add_parser(
-        "demo", help="generate a small synthetic vessel dataset, train Skeleton Recall briefly on the CPU, predict",
-        description="End-to-end smoke demo with nnU-Net's own commands: writes a synthetic 2D vessel dataset, "
-                    "runs nnUNetv2_plan_and_preprocess, a short nnUNetv2_train with a Skeleton Recall "
-                    "variant on the CPU, and nnUNetv2_predict. A short CPU run shows that everything works; "
-                    "it is not a trained model.")
+        "demo", help="plain nnU-Net vs Skeleton Recall on a generated 2D vessel dataset: train, predict, "
+                     "evaluate, table and figure (CPU, ~10 min)",
+        description="End-to-end demo with nnU-Net's own commands: writes a hard synthetic 2D vessel dataset, "
+                    "runs nnUNetv2_plan_and_preprocess, short nnUNetv2_train runs of plain nnU-Net and of "
+                    "Skeleton Recall on the CPU, nnUNetv2_predict on the test images, evaluates both "
+                    "(Dice, clDice, Betti errors, ...), prints a side-by-side table and saves WORKDIR/demo.png. "
+                    "A short CPU run is a smoke test of the pipeline, not a trained model.")
     demo.add_argument("--workdir", default="nnunet_ext_demo",
                       help="folder for nnUNet_raw/preprocessed/results of the demo; must not exist yet "
                            "(default: ./nnunet_ext_demo)")
-    demo.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
-    demo.add_argument("--iterations", type=int, default=25, help="iterations per epoch (default 25)")
+    demo.add_argument("--epochs", type=int, default=5, help="training epochs per trainer (default 5)")
+    demo.add_argument("--iterations", type=int, default=40, help="iterations per epoch (default 40)")
     demo.add_argument("--cases", type=int, default=10, help="training cases to generate, >= 5 (default 10)")
     demo.set_defaults(func=_demo_command)
+
+    make = commands.add_parser(
+        "make-dataset", help="write a synthetic thin-structure dataset (branching tubes) into nnUNet_raw",
+        description="Write DatasetID_NAME in nnU-Net's raw format: branching tubes whose radius shrinks down to "
+                    "one voxel, optionally several classes, in hard images (low contrast, noise, smooth "
+                    "intensity inhomogeneity, background clutter, and short occluded gaps where the label "
+                    "continues), so that connectivity needs context. Test images get labels in labelsTs. "
+                    "An id that exists in nnUNet_raw, nnUNet_preprocessed or nnUNet_results is refused.")
+    make.add_argument("dataset_id", type=int, help="nnU-Net dataset id (1..999)")
+    make.add_argument("--dim", type=int, choices=(2, 3), required=True, help="2D or 3D images")
+    make.add_argument("--cases", type=int, default=20, help="training cases, >= 5 (default 20)")
+    make.add_argument("--test-cases", type=int, default=5, help="test cases in imagesTs/labelsTs (default 5)")
+    make.add_argument("--classes", type=int, default=1, help="foreground classes, assigned by branch (default 1)")
+    make.add_argument("--size", type=int, default=None, help="edge length in voxels (default 128 in 2D, 64 in 3D)")
+    make.add_argument("--name", default=None, help="dataset name (default ThinStructures2D / ThinStructures3D)")
+    make.add_argument("--seed", type=int, default=0, help="random seed; case i uses seed + i (default 0)")
+    make.add_argument("--raw", default=None, help="the nnUNet_raw folder (default: $nnUNet_raw)")
+    make.add_argument("--contrast", type=float, default=0.6, help="vessel brightness over background (default 0.6)")
+    make.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (default 0.25)")
+    make.add_argument("--gaps", type=int, default=4, help="occluded gaps per case (default 4)")
+    make.add_argument("--easy", action="store_true",
+                      help="bright vessels plus noise only: no inhomogeneity, clutter or gaps")
+    make.set_defaults(func=_make_dataset_command)
+
+    show = commands.add_parser(
+        "show-skeleton", help="PNG of an image, its label and the tubed skeleton nnU-Net trains on",
+        description="Render image, label and tubed skeleton (the Skeleton Recall target) of one case into a PNG: "
+                    "2D directly, 3D as maximum-intensity projections along each axis plus the middle slices. "
+                    "Give IMAGE LABEL files (any format nnU-Net reads; the image's first channel is shown) or "
+                    "-d DATASET CASE_ID for a case of a dataset in nnUNet_raw.")
+    show.add_argument("inputs", nargs="+", metavar="CASE_OR_FILES", help="IMAGE LABEL, or CASE_ID with -d")
+    show.add_argument("-o", required=True, help="output .png; never overwritten unless --overwrite")
+    show.add_argument("-d", default=None, help="dataset id or name in nnUNet_raw (then give a case id)")
+    show.add_argument("--raw", default=None, help="the nnUNet_raw folder (default: $nnUNet_raw)")
+    show.add_argument("--tube-radius", type=int, default=2, help="dilations of the skeleton (default 2, as trained)")
+    show.add_argument("--per-class", action="store_true", help="skeletonize each class on its own")
+    show.add_argument("--ignore-label", type=int, default=None,
+                      help="label value to treat as background (read from dataset.json with -d)")
+    show.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    show.set_defaults(func=_show_skeleton_command)
 
     evaluate = commands.add_parser(
         "evaluate", help="Dice, clDice, Betti, pixel, Rand and warping errors of a prediction folder",
@@ -98,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "never overwritten unless --overwrite")
     evaluate.add_argument("-np", type=int, default=2, help="worker processes (default 2; 0: in this process)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    evaluate.add_argument("--chill", action="store_true",
+                          help="evaluate only the predicted cases instead of refusing missing predictions")
     evaluate.set_defaults(func=_evaluate_command)
     return parser
 

@@ -1,8 +1,7 @@
-"""End-to-end smoke demo through nnU-Net's own commands, on a synthetic 2D vessel dataset."""
+"""End-to-end smoke demo through nnU-Net's own commands: plain nnU-Net vs Skeleton Recall on hard 2D vessels."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -10,31 +9,44 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from nnunet_ext.figures import normalize_intensities, overlay, save_panels
+from nnunet_ext.image_io import read_image, read_labels
+from nnunet_ext.skeleton import tubed_skeleton
 from nnunet_ext.synthetic import write_raw_dataset
+from nnunet_ext.synthetic_image import ImageParams
 
 DEMO_DATASET_ID = 901
-DEMO_TRAINER = "nnUNetTrainerSkeletonRecallDemo"
+PLAIN_TRAINER = "nnUNetTrainerDemoPlain"
+SKELETON_RECALL_TRAINER = "nnUNetTrainerSkeletonRecallDemo"
+DEMO_TRAINERS = {PLAIN_TRAINER: "nnU-Net (CE+Dice)", SKELETON_RECALL_TRAINER: "Skeleton Recall"}
+TABLE_METRICS = ("Dice", "clDice", "Betti0_error", "Betti1_error", "pixel_error", "rand_error", "warping_error")
 
 # The demo shows the documented way to change a trainer without editing installed code:
-# a subclass in a folder of your own, listed in nnUNet_extTrainer next to ours.
-_DEMO_TRAINER_SOURCE = '''\
-"""Short Skeleton Recall run for the nnunet_ext demo (written by `nnunet-ext demo`)."""
+# subclasses in a folder of your own, listed in nnUNet_extTrainer next to ours.
+_DEMO_TRAINERS_SOURCE = '''\
+"""Short runs for the nnunet_ext demo (written by `nnunet-ext demo`): plain nnU-Net and Skeleton Recall."""
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class {name}(nnUNetTrainerSkeletonRecall):
-    skeleton_recall_weight = 1.0
-
+class ShortRun:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 5
+
+
+class {plain}(ShortRun, TopologyValidationMixin, nnUNetTrainer):
+    pass
+
+
+class {skeleton_recall}(ShortRun, nnUNetTrainerSkeletonRecall):
+    skeleton_recall_weight = 1.0
 '''
 
 
@@ -55,9 +67,11 @@ def _run(args: list[str], env: dict, log: Path) -> None:
         raise RuntimeError(f"{args[0]} failed (exit {result.returncode}); see {log}")
 
 
-def run_demo(workdir: Path, epochs: int = 2, iterations: int = 25, cases: int = 10) -> int:
-    """Write data, plan, train briefly on the CPU and predict, all with nnU-Net's commands."""
+def run_demo(workdir: Path, epochs: int = 5, iterations: int = 40, cases: int = 10) -> int:
+    """Write hard 2D data, plan, train plain nnU-Net and Skeleton Recall briefly on the CPU, predict the
+    test images, evaluate both (table) and draw them (PNG), all with nnU-Net's own commands."""
     from nnunet_ext.cli import trainers_path  # noqa: PLC0415 - avoid a cycle at import
+    from nnunet_ext.evaluation import evaluate_folders  # noqa: PLC0415
 
     workdir = workdir.resolve()
     if workdir.exists():
@@ -69,35 +83,59 @@ def run_demo(workdir: Path, epochs: int = 2, iterations: int = 25, cases: int = 
     my_trainers = workdir / "my_trainers"
     for folder in (raw, preprocessed, results, my_trainers):
         folder.mkdir(parents=True)
-    (my_trainers / f"{DEMO_TRAINER}.py").write_text(
-        _DEMO_TRAINER_SOURCE.format(name=DEMO_TRAINER, epochs=epochs, iterations=iterations))
-    dataset = write_raw_dataset(raw, DEMO_DATASET_ID, "DemoVessels2D", dim=2, n_train=cases, n_test=2, size=128)
+    (my_trainers / "demo_trainers.py").write_text(_DEMO_TRAINERS_SOURCE.format(
+        plain=PLAIN_TRAINER, skeleton_recall=SKELETON_RECALL_TRAINER, epochs=epochs, iterations=iterations))
+    dataset = write_raw_dataset(raw, DEMO_DATASET_ID, "DemoVessels2D", dim=2, n_train=cases, n_test=4, size=128,
+                                image_params=ImageParams())
     env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(preprocessed),
            "nnUNet_results": str(results),
            "nnUNet_extTrainer": os.pathsep.join([str(my_trainers), str(trainers_path())]),
            "nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", "2"),
            "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", "1")}
     log = workdir / "demo.log"
-    predictions = workdir / "predictions"
     did = str(DEMO_DATASET_ID)
+    # nnU-Net's planner hands nnUNet_n_proc_DA to torch.set_num_threads, which refuses 0 (0 is fine for training:
+    # the data loader then runs in the training process)
+    plan_env = {**env, "nnUNet_n_proc_DA": "1"} if env["nnUNet_n_proc_DA"] == "0" else env
     _run([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", did, "-c", "2d", "-np", "2",
-          "--verify_dataset_integrity"], env, log)
-    _run([nnunet_command("nnUNetv2_train"), did, "2d", "0", "-tr", DEMO_TRAINER, "-device", "cpu"], env, log)
-    _run([nnunet_command("nnUNetv2_predict"), "-i", str(dataset / "imagesTs"), "-o", str(predictions), "-d", did,
-          "-c", "2d", "-f", "0", "-tr", DEMO_TRAINER, "-device", "cpu", "-npp", "1", "-nps", "1"], env, log)
-    _report(results, predictions, time.perf_counter() - started)
+          "--verify_dataset_integrity"], plan_env, log)
+    plans = preprocessed / dataset.name / "nnUNetPlans.json"
+    summaries, predictions = {}, {}
+    for trainer in DEMO_TRAINERS:
+        predictions[trainer] = workdir / "predictions" / trainer
+        _run([nnunet_command("nnUNetv2_train"), did, "2d", "0", "-tr", trainer, "-device", "cpu"], env, log)
+        _run([nnunet_command("nnUNetv2_predict"), "-i", str(dataset / "imagesTs"), "-o", str(predictions[trainer]),
+              "-d", did, "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env, log)
+        summaries[trainer] = evaluate_folders(dataset / "labelsTs", predictions[trainer], dataset / "dataset.json",
+                                              plans, num_processes=0, progress=False)
+    table = results_table(summaries)
+    (workdir / "results.md").write_text(table + "\n")
+    figure = demo_figure(dataset, predictions, workdir / "demo.png")
+    seconds = time.perf_counter() - started
+    print(f"\ntest images ({len(summaries[PLAIN_TRAINER]['metric_per_case'])} cases), foreground mean:\n\n{table}\n")
+    print(f"figure: {figure}\ntable: {workdir / 'results.md'}\nevaluations: summary_topology.json in "
+          f"{workdir / 'predictions'}/*/\ndemo finished in {seconds:.0f} s. A short CPU run is a smoke test of the "
+          "whole pipeline, not a trained model: the numbers say that everything runs, not which loss is better.")
     return 0
 
 
-def _report(results: Path, predictions: Path, seconds: float) -> None:
-    import SimpleITK as sitk  # noqa: PLC0415
+def results_table(summaries: dict[str, dict]) -> str:
+    """Markdown table: one row per metric, one column per trainer (foreground means)."""
+    header = "| metric | " + " | ".join(DEMO_TRAINERS[t] for t in summaries) + " |"
+    rows = [header, "|" + " --- |" * (len(summaries) + 1)]
+    for metric in TABLE_METRICS:
+        better = "higher" if metric in ("Dice", "clDice") else "lower"
+        values = " | ".join(f"{s['foreground_mean'][metric]:.3f}" for s in summaries.values())
+        rows.append(f"| {metric} ({better} is better) | {values} |")
+    return "\n".join(rows)
 
-    summary = next(results.rglob("validation/summary.json"))
-    mean = json.loads(summary.read_text())["foreground_mean"]
-    print(f"\nvalidation (fold 0): Dice {mean['Dice']:.3f}  ({summary})")
-    for prediction in sorted(predictions.glob("*.nii.gz")):
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction)))
-        print(f"prediction {prediction.name}: shape {array.shape}, labels {np.unique(array).tolist()}, "
-              f"foreground {np.mean(array > 0):.1%}")
-    print(f"demo finished in {seconds:.0f} s. This short CPU run is a smoke test of the whole pipeline, "
-          "not a trained model.")
+
+def demo_figure(dataset: Path, predictions: dict[str, Path], output: Path) -> Path:
+    """PNG of the first test case: image, label, each trainer's prediction, the label's tubed skeleton."""
+    case = sorted((dataset / "labelsTs").glob("*.nii.gz"))[0]
+    image = normalize_intensities(read_image(dataset / "imagesTs" / case.name.replace(".nii.gz", "_0000.nii.gz")))
+    labels = read_labels(case)
+    row = [("image", image), ("label", overlay(image, labels))]
+    row += [(DEMO_TRAINERS[t], overlay(image, read_labels(folder / case.name))) for t, folder in predictions.items()]
+    row.append(("tubed skeleton of the label", overlay(image, labels, alpha=0.3, skeleton=tubed_skeleton(labels))))
+    return save_panels([row], output, title=f"{case.name}: short CPU runs (smoke demo)")

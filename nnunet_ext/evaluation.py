@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_ext.image_io import spatial
 from nnunet_ext.metrics import topology_metrics
 
 DEFAULT_OUTPUT_NAME = "summary_topology.json"
@@ -36,13 +37,16 @@ class EvaluationSetup:
     file_ending: str
 
 
-def _load_json(path: Path, what: str) -> dict:
+def _load_json(path: Path | dict, what: str) -> dict:
+    if isinstance(path, dict):
+        return path
+    path = Path(path)
     if not path.is_file():
         raise EvaluationError(f"{what} {path} does not exist")
     return json.loads(path.read_text())
 
 
-def _setup(gt_folder: Path, dataset_json_file: Path, plans_file: Path, example: Path) -> EvaluationSetup:
+def _setup(dataset_json_file: Path | dict, plans_file: Path | dict, example: Path) -> EvaluationSetup:
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -60,12 +64,17 @@ def _setup(gt_folder: Path, dataset_json_file: Path, plans_file: Path, example: 
                            label_manager.ignore_label, dataset_json["file_ending"])
 
 
-def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str) -> list[tuple[Path, Path]]:
+def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str, chill: bool) -> list[tuple[Path, Path]]:
     gt = {p.name for p in gt_folder.iterdir() if p.name.endswith(file_ending)}
     pred = {p.name for p in pred_folder.iterdir() if p.name.endswith(file_ending)}
     if not gt:
         raise EvaluationError(f"no ground-truth files ending in {file_ending!r} in {gt_folder}")
     missing, extra = sorted(gt - pred), sorted(pred - gt)
+    if chill:
+        gt -= set(missing)
+        missing = []
+        if not gt:
+            raise EvaluationError(f"no prediction in {pred_folder} matches a ground-truth file in {gt_folder}")
     if missing:
         raise EvaluationError(f"{len(missing)} case(s) have no prediction in {pred_folder}: {missing[:10]}; predict "
                               f"them, or evaluate against a ground-truth folder holding only the predicted cases")
@@ -73,12 +82,6 @@ def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str) -> list[tu
         raise EvaluationError(f"{len(extra)} prediction(s) in {pred_folder} have no ground truth in {gt_folder}: "
                               f"{extra[:10]}; remove them or point to the matching ground-truth folder")
     return [(gt_folder / name, pred_folder / name) for name in sorted(gt)]
-
-
-def _spatial(seg: np.ndarray) -> np.ndarray:
-    """nnU-Net's (1, X, Y, Z) segmentation as (X, Y, Z), or (Y, Z) for a single-slice (2D) image."""
-    seg = seg[0]
-    return seg[0] if seg.shape[0] == 1 else seg
 
 
 def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dict:
@@ -97,7 +100,7 @@ def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dic
         if unknown:
             raise EvaluationError(f"{pred_file.name}: the {name} holds label value(s) {unknown} that are not in "
                                   f"dataset.json's labels {sorted(setup.allowed_values)}")
-    metrics = topology_metrics(_spatial(pred), _spatial(gt), setup.labels, setup.ignore_label)
+    metrics = topology_metrics(spatial(pred), spatial(gt), setup.labels, setup.ignore_label)
     return {"reference_file": str(gt_file), "prediction_file": str(pred_file),
             "metrics": {str(c): values for c, values in metrics.items()}}
 
@@ -123,13 +126,15 @@ def summarize(per_case: list[dict], labels: tuple[int, ...]) -> dict:
     return {"metric_per_case": per_case, "mean": mean, "foreground_mean": foreground_mean}
 
 
-def evaluate_folders(gt_folder: str | Path, pred_folder: str | Path, dataset_json_file: str | Path,
-                     plans_file: str | Path, output_file: str | Path | None = None, num_processes: int = 2,
-                     overwrite: bool = False, progress: bool = True) -> dict:
+def evaluate_folders(gt_folder: str | Path, pred_folder: str | Path, dataset_json_file: str | Path | dict,
+                     plans_file: str | Path | dict, output_file: str | Path | None = None, num_processes: int = 2,
+                     overwrite: bool = False, progress: bool = True, chill: bool = False) -> dict:
     """Evaluate every case of ``pred_folder`` against ``gt_folder``; write and return the summary.
 
-    ``output_file`` defaults to ``pred_folder/summary_topology.json`` (next to nnU-Net's summary.json,
-    never over it); an existing file is refused unless ``overwrite``. ``num_processes`` 0 evaluates in
+    ``dataset_json_file`` and ``plans_file`` are paths or the loaded dicts. With ``chill`` (as in
+    nnU-Net) ground-truth cases without a prediction are skipped instead of refused. ``output_file``
+    defaults to ``pred_folder/summary_topology.json`` (next to nnU-Net's summary.json, never over it);
+    an existing file is refused unless ``overwrite``. ``num_processes`` 0 evaluates in
     this process. Raises ``EvaluationError`` for missing/extra predictions, shape or spacing mismatches,
     label values not in dataset.json, and an existing output file.
     """
@@ -145,9 +150,9 @@ def evaluate_folders(gt_folder: str | Path, pred_folder: str | Path, dataset_jso
     if num_processes < 0:
         raise EvaluationError(f"the number of processes must be >= 0, got {num_processes}")
 
-    dataset_json = _load_json(Path(dataset_json_file), "dataset.json file")
-    pairs = _case_files(gt_folder, pred_folder, dataset_json.get("file_ending", ""))
-    setup = _setup(gt_folder, Path(dataset_json_file), Path(plans_file), pairs[0][0])
+    dataset_json = _load_json(dataset_json_file, "dataset.json file")
+    pairs = _case_files(gt_folder, pred_folder, dataset_json.get("file_ending", ""), chill)
+    setup = _setup(dataset_json, plans_file, pairs[0][0])
     jobs = [(gt, pred, setup) for gt, pred in pairs]
 
     from tqdm import tqdm

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_ext.synthetic_image import ImageParams, thin_structure_image
+
 
 @dataclass(frozen=True)
 class TreeParams:
@@ -138,7 +140,8 @@ def _write_image(array: np.ndarray, path: Path) -> None:
 
 def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int, n_train: int = 8,
                       n_test: int = 2, size: int | None = None, n_classes: int = 1, ignore_label: bool = False,
-                      seed: int = 0, params: TreeParams | None = None) -> Path:
+                      seed: int = 0, params: TreeParams | None = None,
+                      image_params: ImageParams | None = None) -> Path:
     """Write a synthetic vessel dataset in nnU-Net's raw format (``DatasetXXX_name``).
 
     Args:
@@ -152,6 +155,11 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         ignore_label: add an ``ignore`` label (a band of unknown labels in each training case).
         seed: base seed; case i uses seed + i.
         params: tree growth parameters.
+        image_params: make hard images (low contrast, inhomogeneity, clutter, occluded gaps) with
+            these parameters; ``None`` (default) makes easy ones (bright vessels plus noise).
+
+    Test cases get their labels too, in ``labelsTs`` (nnU-Net ignores that folder; it is there to
+    evaluate predictions of ``imagesTs``).
 
     Returns:
         The dataset folder.
@@ -161,6 +169,12 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         raise ValueError(f"dim must be 2 or 3, got {dim}")
     if not name.replace("_", "").isalnum():
         raise ValueError(f"dataset name must be letters, digits and underscores, got {name!r}")
+    if not 1 <= dataset_id <= 999:
+        raise ValueError(f"nnU-Net dataset ids are 1..999, got {dataset_id}")
+    if n_train < 1 or n_test < 0:
+        raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
+    if size is not None and size < 16:
+        raise ValueError(f"size must be >= 16 voxels (nnU-Net needs room for its patches), got {size}")
     existing = _existing_dataset_folder(raw_root, dataset_id)
     if existing is not None:
         raise FileExistsError(f"a dataset with id {dataset_id} already exists: {existing}. Pick another id; "
@@ -170,11 +184,14 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
     params = params or TreeParams(n_roots=2, root_radius=3.0 if dim == 2 else 2.5, radius_decay=0.995,
                                   branch_probability=0.04, max_points=4000)
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True)
     for i in range(n_train + n_test):
         labels = vessel_tree(shape, seed=seed + i, n_classes=n_classes, params=params)
-        image = vessel_image(labels, seed=seed + i)
+        if image_params is None:
+            image = vessel_image(labels, seed=seed + i)
+        else:
+            image = thin_structure_image(labels, seed=seed + i, params=image_params, n_classes=n_classes)[0]
         case = f"{name}_{i:03d}"
         if i < n_train:
             _write_image(image, folder / "imagesTr" / f"{case}_0000.nii.gz")
@@ -185,6 +202,7 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
             _write_image(labels.astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz")
         else:
             _write_image(image, folder / "imagesTs" / f"{case}_0000.nii.gz")
+            _write_image(labels.astype(np.uint8), folder / "labelsTs" / f"{case}.nii.gz")
     label_names = {"background": 0, **{f"vessel{c}" if n_classes > 1 else "vessel": c
                                        for c in range(1, n_classes + 1)}}
     if ignore_label:

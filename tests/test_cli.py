@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import matplotlib.image
 
 from nnunet_ext.demo import nnunet_command
 
 NNUNET_EXT = str(Path(sys.executable).parent / "nnunet-ext")
 
 
-def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([NNUNET_EXT, *args], capture_output=True, text=True, timeout=timeout)
+def _run(*args: str, timeout: int = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([NNUNET_EXT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def test_trainers_path_points_at_the_trainer_modules():
@@ -53,11 +58,22 @@ def test_demo_rejects_too_few_cases(tmp_path: Path):
 
 def test_demo_runs_end_to_end(tmp_path: Path):
     workdir = tmp_path / "demo"
+    # the data loader in the training process: worker start-up would dominate 2 iterations
     result = _run("demo", "--workdir", str(workdir), "--epochs", "1", "--iterations", "2", "--cases", "5",
-                  timeout=900)
+                  timeout=900, env={"nnUNet_n_proc_DA": "0"})
     log = (workdir / "demo.log").read_text() if (workdir / "demo.log").exists() else ""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + log[-3000:]
-    assert "validation (fold 0): Dice" in result.stdout
-    predictions = sorted((workdir / "predictions").glob("*.nii.gz"))
-    assert len(predictions) == 2
+    # both trainers predicted the 4 test images and were evaluated; the table compares them
+    for trainer in ("nnUNetTrainerDemoPlain", "nnUNetTrainerSkeletonRecallDemo"):
+        folder = workdir / "predictions" / trainer
+        assert len(list(folder.glob("*.nii.gz"))) == 4
+        summary = json.loads((folder / "summary_topology.json").read_text())
+        assert len(summary["metric_per_case"]) == 4
+        fold = next((workdir / "nnUNet_results").glob(f"*/{trainer}__nnUNetPlans__2d/fold_0"))
+        assert (fold / "validation" / "summary_topology.json").is_file()  # topology in nnU-Net's validation
+    table = (workdir / "results.md").read_text()
+    assert "| metric | nnU-Net (CE+Dice) | Skeleton Recall |" in table and "| clDice (higher is better) |" in table
+    assert table.strip() in result.stdout
+    picture = matplotlib.image.imread(workdir / "demo.png")
+    assert picture.shape[1] > 4 * picture.shape[0] and picture[..., :3].std() > 0.1  # five panels, not blank
     assert nnunet_command("nnUNetv2_train")  # the demo used nnU-Net's own commands

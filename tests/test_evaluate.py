@@ -120,6 +120,20 @@ def test_missing_and_extra_predictions_are_refused(nnunet_workspace, dataset_2d,
     assert not (pred / "summary_topology.json").exists()
 
 
+def test_chill_evaluates_only_the_predicted_cases(nnunet_workspace, dataset_2d, folders_2d) -> None:
+    gt, pred = folders_2d
+    kept = sorted(pred.glob("*.nii.gz"))[1]
+    for other in set(pred.glob("*.nii.gz")) - {kept}:
+        other.unlink()
+    summary = evaluate_folders(gt, pred, *_inputs(nnunet_workspace, dataset_2d), num_processes=0, progress=False,
+                               chill=True)
+    assert [Path(c["prediction_file"]).name for c in summary["metric_per_case"]] == [kept.name]
+    kept.unlink()
+    with pytest.raises(EvaluationError, match="no prediction"):
+        evaluate_folders(gt, pred, *_inputs(nnunet_workspace, dataset_2d), num_processes=0, progress=False,
+                         chill=True, overwrite=True)
+
+
 def test_unknown_label_and_shape_mismatch_are_refused(nnunet_workspace, dataset_2d, folders_2d) -> None:
     gt, pred = folders_2d
     inputs = _inputs(nnunet_workspace, dataset_2d)

@@ -57,6 +57,20 @@ def _predict_and_check(ws: NnunetWorkspace, dataset_folder: Path, dataset_id: in
         assert set(np.unique(labels).tolist()) <= allowed_labels
 
 
+def _check_topology_validation(fold: Path, classes: set[str], ndim: int) -> None:
+    """The final validation wrote our topology summary for the same cases as nnU-Net's summary.json."""
+    nnunet_summary = json.loads((fold / "validation" / "summary.json").read_text())
+    topology = json.loads((fold / "validation" / "summary_topology.json").read_text())
+    cases = [Path(c["prediction_file"]).name for c in nnunet_summary["metric_per_case"]]
+    assert [Path(c["prediction_file"]).name for c in topology["metric_per_case"]] == cases
+    assert set(topology["mean"]) == classes
+    expected = {"Dice", "clDice", "Betti0_error", "Betti1_error", "pixel_error", "rand_error", "warping_error"}
+    assert set(topology["foreground_mean"]) == expected | ({"Betti2_error"} if ndim == 3 else set())
+    for ours, theirs in zip(topology["metric_per_case"], nnunet_summary["metric_per_case"]):
+        for c in classes:  # the same Dice as nnU-Net's own evaluation (NaN where both are empty)
+            np.testing.assert_allclose(ours["metrics"][c]["Dice"], theirs["metrics"][c]["Dice"], rtol=1e-6)
+
+
 def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: NnunetWorkspace, dataset_2d: Path):
     stdout = _train(nnunet_workspace, DATASET_2D, "2d", 1)
     assert "Using trainer 'nnUNetTrainerSkeletonRecallTiny'" in stdout  # found via nnUNet_extTrainer
@@ -64,6 +78,8 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
     assert (fold / "validation" / "summary.json").is_file()
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "SoftSkeletonRecallLoss" in log and "nnunet_ext skeleton target" in log
+    _check_topology_validation(fold, {"1", "2"}, ndim=2)
+    assert "Mean validation topology: Dice" in log
     first_epoch = _checkpoint_epoch(fold)
 
     stdout = _train(nnunet_workspace, DATASET_2D, "2d", 2, "--c",
@@ -77,7 +93,9 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
 
 def test_3d_fullres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, dataset_3d: Path):
     _train(nnunet_workspace, DATASET_3D, "3d_fullres", 1)
-    assert (_fold_folder(nnunet_workspace, dataset_3d, "3d_fullres") / "checkpoint_final.pth").is_file()
+    fold = _fold_folder(nnunet_workspace, dataset_3d, "3d_fullres")
+    assert (fold / "checkpoint_final.pth").is_file()
+    _check_topology_validation(fold, {"1"}, ndim=3)
     _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1})
 
 

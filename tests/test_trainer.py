@@ -185,3 +185,13 @@ def test_loss_trainers_compose_inside_nnunets_deep_supervision(trainer_env: Nnun
     total.backward()
     for w, o in zip(trainer.loss.weight_factors, outputs):
         assert (o.grad is not None and o.grad.abs().sum() > 0) == (w != 0)
+
+
+def test_every_trainer_adds_topology_metrics_to_its_final_validation():
+    import nnunet_ext.trainers as trainers
+    from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
+
+    classes = [getattr(trainers, name) for name in trainers.__all__ if inspect.isclass(getattr(trainers, name))]
+    assert len(classes) >= 14
+    for trainer in classes:
+        assert issubclass(trainer, TopologyValidationMixin) and trainer.topology_validation, trainer.__name__

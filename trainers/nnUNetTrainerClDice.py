@@ -13,6 +13,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.losses import LossTerm, SoftClDiceLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
 def cldice_term(trainer: nnUNetTrainer, weight: float, iterations: int = 3) -> LossTerm:
@@ -22,7 +23,7 @@ def cldice_term(trainer: nnUNetTrainer, weight: float, iterations: int = 3) -> L
     return LossTerm(loss, weight, "labels")
 
 
-class nnUNetTrainerClDice(LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerClDice(TopologyValidationMixin, LossTermsMixin, nnUNetTrainer):
     """nnU-Net's CE + Dice plus soft clDice (weight 1, k = 3 iterations)."""
 
     cldice_weight: float = 1.0

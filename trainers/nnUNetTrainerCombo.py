@@ -14,9 +14,10 @@ from torch import nn
 
 from nnunet_ext.losses import ComboLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class nnUNetTrainerCombo(LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerCombo(TopologyValidationMixin, LossTermsMixin, nnUNetTrainer):
     """nnU-Net trained with the Combo loss (α = 0.5, β = 0.5) at every deep-supervision scale."""
 
     combo_alpha: float = 0.5

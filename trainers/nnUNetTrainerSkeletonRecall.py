@@ -12,9 +12,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_ext.losses import LossTerm, SoftSkeletonRecallLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
+from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class nnUNetTrainerSkeletonRecall(SkeletonTargetMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerSkeletonRecall(TopologyValidationMixin, SkeletonTargetMixin, LossTermsMixin, nnUNetTrainer):
     """nnU-Net with the tubed-skeleton target and the soft skeleton recall term (weight 1)."""
 
     skeleton_recall_weight: float = 1.0

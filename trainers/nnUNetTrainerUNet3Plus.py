@@ -23,6 +23,7 @@ from nnunet_ext.networks import UNet3Plus
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
 from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
 class UNet3PlusNetworkMixin(PlansNetworkMixin):
@@ -36,7 +37,7 @@ class UNet3PlusNetworkMixin(PlansNetworkMixin):
         return {"cat_channels": cls.unet3plus_cat_channels}
 
 
-class nnUNetTrainerUNet3Plus(UNet3PlusNetworkMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3Plus(TopologyValidationMixin, UNet3PlusNetworkMixin, nnUNetTrainer):
     """UNet 3+ trained with nnU-Net's CE + Dice."""
 
 
@@ -51,7 +52,7 @@ def _bare_network(network: nn.Module) -> nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3PlusCGM(TopologyValidationMixin, UNet3PlusNetworkMixin, LossTermsMixin, nnUNetTrainer):
     """UNet 3+ with the CGM, trained with the hybrid loss (focal + MS-SSIM + IoU) and the CGM's BCE.
 
     The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode).
