@@ -86,6 +86,14 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
                     extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
     assert "Epoch 1" in stdout and "Epoch 0\n" not in stdout  # continued, did not start over
     assert _checkpoint_epoch(fold) == first_epoch + 1
+    resumed_log = max(fold.glob("training_log_*.txt"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "SoftSkeletonRecallLoss" in resumed_log  # with the same loss
+
+    # nnU-Net's model selection reads the fold's validation like for its own trainers
+    nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D), "-c", "2d", "-tr", TINY, "-f", "0",
+                         "--disable_ensembling")
+    instructions = (nnunet_workspace.results / dataset_2d.name / "inference_instructions.txt").read_text()
+    assert f"-tr {TINY}" in instructions
 
     # labels 1 and 2 only: the ignore label (3) is never predicted
     _predict_and_check(nnunet_workspace, dataset_2d, DATASET_2D, "2d", {0, 1, 2})

@@ -26,6 +26,7 @@ from nnunet_ext.trainers import (
     nnUNetTrainerCombo,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerSkeletonRecall_w2,
+    nnUNetTrainerSkeletonRecallPerClass,
 )
 from nnunet_ext.transforms import SkeletonTransform
 from tests.conftest import NnunetWorkspace, make_trainer
@@ -58,6 +59,24 @@ def test_skeleton_transform_sits_after_label_cleanup_and_before_ds(with_ds: bool
         else:
             assert position == len(kinds) - 1
         assert pipeline[position].ignore_label == 3
+
+
+def _skeleton_target(trainer_class, labels: np.ndarray) -> np.ndarray:
+    """The skeleton channel the trainer's validation pipeline makes from a (X, Y) label map."""
+    pipeline = trainer_class.get_validation_transforms(None)
+    out = pipeline(image=torch.zeros((1, *labels.shape)), segmentation=torch.from_numpy(labels[None]))
+    return out["segmentation"][1].numpy()
+
+
+def test_per_class_variant_keeps_the_skeleton_of_a_thin_class_touching_a_thick_one():
+    labels = np.zeros((64, 64), dtype=np.int16)
+    labels[10:31, 4:60] = 1  # a thick vessel
+    labels[31, 4:60] = 2  # a one-pixel class along its edge
+    binarized = _skeleton_target(nnUNetTrainerSkeletonRecall, labels)
+    per_class = _skeleton_target(nnUNetTrainerSkeletonRecallPerClass, labels)
+    assert (binarized == 1).any() and not (binarized == 2).any(), "the union's centreline misses class 2"
+    assert (per_class == 2).sum() >= 50 and (per_class == 1).any(), "each class keeps its own centreline"
+    assert nnUNetTrainerSkeletonRecallPerClass.skeleton_per_class and not nnUNetTrainerSkeletonRecall.skeleton_per_class
 
 
 def test_region_datasets_get_a_clear_error():

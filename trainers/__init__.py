@@ -18,6 +18,7 @@ from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall_w0p5,
     nnUNetTrainerSkeletonRecall_w2,
     nnUNetTrainerSkeletonRecall_w5,
+    nnUNetTrainerSkeletonRecallPerClass,
 )
 from nnunet_ext.trainers.nnUNetTrainerUNet3Plus import (
     nnUNetTrainerUNet3Plus,
@@ -34,6 +35,7 @@ __all__ = [
     "nnUNetTrainerCombo",
     "nnUNetTrainerCombo_b0p7",
     "nnUNetTrainerSkeletonRecall",
+    "nnUNetTrainerSkeletonRecallPerClass",
     "nnUNetTrainerSkeletonRecall_w0p5",
     "nnUNetTrainerSkeletonRecall_w2",
     "nnUNetTrainerSkeletonRecall_w5",

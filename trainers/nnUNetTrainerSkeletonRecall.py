@@ -36,3 +36,10 @@ class nnUNetTrainerSkeletonRecall_w2(nnUNetTrainerSkeletonRecall):
 
 class nnUNetTrainerSkeletonRecall_w5(nnUNetTrainerSkeletonRecall):
     skeleton_recall_weight = 5.0
+
+
+class nnUNetTrainerSkeletonRecallPerClass(nnUNetTrainerSkeletonRecall):
+    """Skeletonizes each class on its own: a thin class touching a thick one keeps its own centreline
+    (the binarized default skeletonizes their union, whose centreline may run through the thick class only)."""
+
+    skeleton_per_class = True
