@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -58,23 +59,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_id_in_use(dataset_id: int, raw: Path) -> Path | None:
-    """A folder of nnUNet_raw / nnUNet_preprocessed / nnUNet_results that already holds this id."""
-    import os  # noqa: PLC0415
-
-    roots = [raw] + [Path(os.environ[v]) for v in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(v)]
-    for root in roots:
-        if root.is_dir():
-            found = sorted(root.glob(f"Dataset{dataset_id:03d}_*"))
-            if found:
-                return found[0]
-    return None
-
-
 def _make_dataset_command(args: argparse.Namespace) -> int:
-    import os  # noqa: PLC0415
-
-    from nnunet_ext.synthetic import write_raw_dataset  # noqa: PLC0415
+    from nnunet_ext.synthetic import existing_dataset_folder, write_raw_dataset  # noqa: PLC0415
     from nnunet_ext.synthetic_image import ImageParams  # noqa: PLC0415
 
     raw = args.raw or os.environ.get("nnUNet_raw")
@@ -85,7 +71,9 @@ def _make_dataset_command(args: argparse.Namespace) -> int:
     if args.cases < 5:
         print("error: --cases must be at least 5 (nnU-Net splits the training cases into 5 folds)", file=sys.stderr)
         return 2
-    in_use = _dataset_id_in_use(args.dataset_id, Path(raw))
+    # nnU-Net resolves an id through all three roots: one taken anywhere would become ambiguous
+    roots = [raw] + [os.environ[v] for v in ("nnUNet_preprocessed", "nnUNet_results") if os.environ.get(v)]
+    in_use = next(filter(None, (existing_dataset_folder(Path(root), args.dataset_id) for root in roots)), None)
     if in_use is not None:
         print(f"error: dataset id {args.dataset_id} is taken by {in_use}; pick another id (nothing was written)",
               file=sys.stderr)

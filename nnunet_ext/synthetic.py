@@ -126,22 +126,26 @@ def vessel_image(labels: np.ndarray, seed: int = 0, contrast: float = 1.0,
     return img
 
 
-def _existing_dataset_folder(raw_root: Path, dataset_id: int) -> Path | None:
-    matches = sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
+def existing_dataset_folder(root: Path, dataset_id: int) -> Path | None:
+    """The ``DatasetXXX_*`` folder of ``dataset_id`` in an nnU-Net root folder (raw, preprocessed or results)."""
+    matches = sorted(root.glob(f"Dataset{dataset_id:03d}_*")) if root.is_dir() else []
     return matches[0] if matches else None
 
 
-def _write_image(array: np.ndarray, path: Path) -> None:
+def _write_image(array: np.ndarray, path: Path, spacing: tuple[float, ...] | None = None) -> None:
     import SimpleITK as sitk  # imported here: only dataset writing needs it
 
     # nnU-Net reads arrays as (z, y, x) from SimpleITK; we store our (X, Y[, Z]) arrays transposed
-    sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(array.T)), str(path))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.T))
+    if spacing is not None:
+        image.SetSpacing([float(s) for s in spacing])  # SimpleITK's (x, y, z) order = our array's axes
+    sitk.WriteImage(image, str(path))
 
 
 def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int, n_train: int = 8,
                       n_test: int = 2, size: int | None = None, n_classes: int = 1, ignore_label: bool = False,
                       seed: int = 0, params: TreeParams | None = None,
-                      image_params: ImageParams | None = None) -> Path:
+                      image_params: ImageParams | None = None, slice_step: int = 1) -> Path:
     """Write a synthetic vessel dataset in nnU-Net's raw format (``DatasetXXX_name``).
 
     Args:
@@ -157,6 +161,8 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         params: tree growth parameters.
         image_params: make hard images (low contrast, inhomogeneity, clutter, occluded gaps) with
             these parameters; ``None`` (default) makes easy ones (bright vessels plus noise).
+        slice_step: 3D only: keep every ``slice_step``-th slice along Z, written with spacing
+            (1, 1, slice_step): thick-slice, anisotropic data (nnU-Net then uses its dummy-2D augmentation).
 
     Test cases get their labels too, in ``labelsTs`` (nnU-Net ignores that folder; it is there to
     evaluate predictions of ``imagesTs``).
@@ -173,9 +179,11 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         raise ValueError(f"nnU-Net dataset ids are 1..999, got {dataset_id}")
     if n_train < 1 or n_test < 0:
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
+    if slice_step < 1 or (slice_step > 1 and dim != 3):
+        raise ValueError(f"slice_step must be >= 1, and > 1 only for 3D data; got {slice_step} for {dim}D")
     if size is not None and size < 16:
         raise ValueError(f"size must be >= 16 voxels (nnU-Net needs room for its patches), got {size}")
-    existing = _existing_dataset_folder(raw_root, dataset_id)
+    existing = existing_dataset_folder(raw_root, dataset_id)
     if existing is not None:
         raise FileExistsError(f"a dataset with id {dataset_id} already exists: {existing}. Pick another id; "
                               "nothing was written.")
@@ -186,23 +194,26 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True)
+    spacing = (1.0, 1.0, float(slice_step)) if dim == 3 else None
+    thick_slices = (slice(None), slice(None), slice(None, None, slice_step))[:dim]
     for i in range(n_train + n_test):
         labels = vessel_tree(shape, seed=seed + i, n_classes=n_classes, params=params)
         if image_params is None:
             image = vessel_image(labels, seed=seed + i)
         else:
             image = thin_structure_image(labels, seed=seed + i, params=image_params, n_classes=n_classes)[0]
+        labels, image = labels[thick_slices], image[thick_slices]
         case = f"{name}_{i:03d}"
         if i < n_train:
-            _write_image(image, folder / "imagesTr" / f"{case}_0000.nii.gz")
+            _write_image(image, folder / "imagesTr" / f"{case}_0000.nii.gz", spacing)
             if ignore_label:
                 labels = labels.copy()
                 band = slice(size // 2 - 3, size // 2 + 3)
                 labels[band] = n_classes + 1
-            _write_image(labels.astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz")
+            _write_image(labels.astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz", spacing)
         else:
-            _write_image(image, folder / "imagesTs" / f"{case}_0000.nii.gz")
-            _write_image(labels.astype(np.uint8), folder / "labelsTs" / f"{case}.nii.gz")
+            _write_image(image, folder / "imagesTs" / f"{case}_0000.nii.gz", spacing)
+            _write_image(labels.astype(np.uint8), folder / "labelsTs" / f"{case}.nii.gz", spacing)
     label_names = {"background": 0, **{f"vessel{c}" if n_classes > 1 else "vessel": c
                                        for c in range(1, n_classes + 1)}}
     if ignore_label:

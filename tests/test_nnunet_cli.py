@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from nnunet_ext.synthetic import write_raw_dataset
 from tests.conftest import DATASET_2D, DATASET_3D, NnunetWorkspace
 
 TINY = "nnUNetTrainerSkeletonRecallTiny"
@@ -111,6 +112,32 @@ def test_3d_lowres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, datase
     _train(nnunet_workspace, DATASET_3D, "3d_lowres", 1, extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
     assert (_fold_folder(nnunet_workspace, dataset_3d, "3d_lowres") / "checkpoint_final.pth").is_file()
     _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_lowres", {0, 1})
+
+
+DATASET_THICK_SLICES = 903
+
+
+@pytest.fixture(scope="module")
+def dataset_thick_slices(nnunet_workspace: NnunetWorkspace) -> Path:
+    """3D vessels in 4-voxel-thick slices (spacing 1 x 1 x 4), planned for 3d_fullres."""
+    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_THICK_SLICES, "ThickSlices3D", dim=3, n_train=5,
+                               n_test=1, size=48, slice_step=4, seed=30)
+    nnunet_workspace.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_THICK_SLICES), "-c", "3d_fullres",
+                         "-np", "2")
+    return folder
+
+
+def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: NnunetWorkspace,
+                                                          dataset_thick_slices: Path):
+    configuration = nnunet_workspace.plans(dataset_thick_slices.name)["configurations"]["3d_fullres"]
+    assert configuration["spacing"] == [4.0, 1.0, 1.0]
+    _train(nnunet_workspace, DATASET_THICK_SLICES, "3d_fullres", 1, extra_env=LEAN_TRAINING)
+    fold = _fold_folder(nnunet_workspace, dataset_thick_slices, "3d_fullres")
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "do_dummy_2d_data_aug: True" in log  # nnU-Net chose its 2D augmentation of 3D patches
+    assert (fold / "checkpoint_final.pth").is_file()
+    _predict_and_check(nnunet_workspace, dataset_thick_slices, DATASET_THICK_SLICES, "3d_fullres", {0, 1},
+                       processes=LEAN_PREDICTION)
 
 
 # trainer: (text its training log must contain, a state-dict key prefix its checkpoint must hold)
