@@ -136,11 +136,11 @@ def test_thick_slices_keep_every_kth_slice_and_only_in_3d(tmp_path):
     from nnunet_ext.image_io import read_labels
     from nnunet_ext.synthetic import write_raw_dataset
 
-    folder = write_raw_dataset(tmp_path, 5, "Thick", dim=3, n_train=1, n_test=0, size=32, slice_step=4)
-    thick = read_labels(folder / "labelsTr" / "Thick_000.nii.gz")  # nnU-Net's (Z, Y, X)
-    assert thick.shape == (8, 32, 32)
-    full = vessel_tree((32, 32, 32), seed=0, params=TreeParams(n_roots=2, root_radius=2.5, radius_decay=0.995,
-                                                              branch_probability=0.04, max_points=4000))
-    np.testing.assert_array_equal(thick, full[:, :, ::4].T)
+    thick_folder = write_raw_dataset(tmp_path, 5, "Thick", dim=3, n_train=1, n_test=0, size=32, slice_step=4)
+    full_folder = write_raw_dataset(tmp_path, 7, "Thick", dim=3, n_train=1, n_test=0, size=32)
+    thick = read_labels(thick_folder / "labelsTr" / "Thick_000.nii.gz")  # nnU-Net's (Z, Y, X)
+    full = read_labels(full_folder / "labelsTr" / "Thick_000.nii.gz")
+    assert thick.shape == (8, 32, 32) and full.shape == (32, 32, 32)
+    np.testing.assert_array_equal(thick, full[::4])  # every 4th slice along Z, the same tree
     with pytest.raises(ValueError, match="slice_step"):
         write_raw_dataset(tmp_path, 6, "Flat", dim=2, slice_step=2)
