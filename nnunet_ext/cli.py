@@ -85,7 +85,7 @@ def _make_dataset_command(args: argparse.Namespace) -> int:
                                                            gaps_per_case=args.gaps)
         folder = write_raw_dataset(raw, args.dataset_id, name, args.dim, n_train=args.cases,
                                    n_test=args.test_cases, size=size, n_classes=args.classes, seed=args.seed,
-                                   image_params=image_params)
+                                   image_params=image_params, regions=args.regions)
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--contrast", type=float, default=0.6, help="vessel brightness over background (default 0.6)")
     make.add_argument("--noise", type=float, default=0.25, help="noise standard deviation (default 0.25)")
     make.add_argument("--gaps", type=int, default=4, help="occluded gaps per case (default 4)")
+    make.add_argument("--regions", action="store_true",
+                      help="declare overlapping regions for nnU-Net's region-based training (needs --classes >= 2): "
+                           "the whole tree, then each class >= 2 on its own")
     make.add_argument("--easy", action="store_true",
                       help="bright vessels plus noise only: no inhomogeneity, clutter or gaps")
     make.set_defaults(func=_make_dataset_command)

@@ -1,9 +1,11 @@
 """Topology-aware evaluation of a prediction folder, the way ``nnUNetv2_evaluate_folder`` evaluates one.
 
 Reads ground truth and predictions with nnU-Net's own reader/writer (any format nnU-Net reads), computes
-``nnunet_ext.metrics.topology_metrics`` per case and foreground class, and writes a JSON in the shape of
-nnU-Net's summary.json: ``metric_per_case`` (reference_file, prediction_file, metrics per class),
-``mean`` (per class, NaN-ignoring mean over cases, as nnU-Net) and ``foreground_mean`` (mean over classes).
+``nnunet_ext.metrics.topology_metrics`` per case and foreground class (per foreground region for
+region-based datasets, as nnU-Net), and writes a JSON in the shape of nnU-Net's summary.json:
+``metric_per_case`` (reference_file, prediction_file, metrics per class), ``mean`` (per class,
+NaN-ignoring mean over cases, as nnU-Net) and ``foreground_mean`` (mean over classes). Classes and
+regions are keyed as nnU-Net keys them (``label_or_region_to_key``: ``"1"``, ``"(1, 2)"``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ class EvaluationError(ValueError):
 
 @dataclass(frozen=True)
 class EvaluationSetup:
-    """What every case needs: reader/writer, classes, ignore label, file ending."""
+    """What every case needs: reader/writer, classes (or regions), ignore label, file ending."""
 
     reader_writer: object
-    labels: tuple[int, ...]
+    labels: tuple[int | tuple[int, ...], ...]
     allowed_values: frozenset[int]
     ignore_label: int | None
     file_ending: str
@@ -53,15 +55,18 @@ def _setup(dataset_json_file: Path | dict, plans_file: Path | dict, example: Pat
     dataset_json = _load_json(dataset_json_file, "dataset.json file")
     plans = _load_json(plans_file, "plans file")
     label_manager = PlansManager(plans).get_label_manager(dataset_json)
-    if label_manager.has_regions:
-        raise EvaluationError("region-based datasets (dataset.json 'regions') are not supported by the topology "
-                              "evaluation yet: evaluate plain labels")
     reader_writer = determine_reader_writer_from_dataset_json(dataset_json, str(example))()
-    values = {int(v) for v in label_manager.all_labels}  # without the ignore label
+    # all_labels: background and every value of every class or region, without the ignore label
+    values = {int(v) for v in label_manager.all_labels}
     if label_manager.ignore_label is not None:
         values.add(int(label_manager.ignore_label))
-    return EvaluationSetup(reader_writer, tuple(int(c) for c in label_manager.foreground_labels), frozenset(values),
-                           label_manager.ignore_label, dataset_json["file_ending"])
+    if label_manager.has_regions:  # the files hold plain labels; each region is evaluated as isin(labels, region)
+        entries = tuple(tuple(int(v) for v in r) if isinstance(r, (tuple, list)) else int(r)
+                        for r in label_manager.foreground_regions)
+    else:
+        entries = tuple(int(c) for c in label_manager.foreground_labels)
+    return EvaluationSetup(reader_writer, entries, frozenset(values), label_manager.ignore_label,
+                           dataset_json["file_ending"])
 
 
 def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str, chill: bool) -> list[tuple[Path, Path]]:
@@ -85,7 +90,10 @@ def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str, chill: boo
 
 
 def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dict:
-    """One case: ``{"reference_file", "prediction_file", "metrics": {class: {metric: value}}}``."""
+    """One case: ``{"reference_file", "prediction_file", "metrics": {key: {metric: value}}}``.
+
+    Keys are nnU-Net's ``label_or_region_to_key`` of each class or region (``"1"``, ``"(1, 2)"``).
+    """
     gt, gt_properties = setup.reader_writer.read_seg(str(gt_file))
     pred, pred_properties = setup.reader_writer.read_seg(str(pred_file))
     if gt.shape != pred.shape:
@@ -100,9 +108,11 @@ def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dic
         if unknown:
             raise EvaluationError(f"{pred_file.name}: the {name} holds label value(s) {unknown} that are not in "
                                   f"dataset.json's labels {sorted(setup.allowed_values)}")
+    from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
+
     metrics = topology_metrics(spatial(pred), spatial(gt), setup.labels, setup.ignore_label)
     return {"reference_file": str(gt_file), "prediction_file": str(pred_file),
-            "metrics": {str(c): values for c, values in metrics.items()}}
+            "metrics": {label_or_region_to_key(c): values for c, values in metrics.items()}}
 
 
 def _evaluate_case_args(args: tuple[Path, Path, EvaluationSetup]) -> dict:
@@ -114,10 +124,16 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def summarize(per_case: list[dict], labels: tuple[int, ...]) -> dict:
-    """nnU-Net's summary.json shape: per case, NaN-ignoring mean per class, and the mean over classes."""
+def summarize(per_case: list[dict], labels: tuple[int | tuple[int, ...], ...]) -> dict:
+    """nnU-Net's summary.json shape: per case, NaN-ignoring mean per class (or region), and the mean over them.
+
+    ``labels`` are the classes or regions of ``EvaluationSetup.labels``, keyed with nnU-Net's
+    ``label_or_region_to_key`` as in ``evaluate_case``.
+    """
+    from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
+
     mean = {}
-    for c in map(str, labels):
+    for c in map(label_or_region_to_key, labels):
         names = sorted({m for case in per_case for m in case["metrics"][c]})
         mean[c] = {m: _nanmean([case["metrics"][c][m] for case in per_case if m in case["metrics"][c]])
                    for m in names}

@@ -145,7 +145,7 @@ def _write_image(array: np.ndarray, path: Path, spacing: tuple[float, ...] | Non
 def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int, n_train: int = 8,
                       n_test: int = 2, size: int | None = None, n_classes: int = 1, ignore_label: bool = False,
                       seed: int = 0, params: TreeParams | None = None,
-                      image_params: ImageParams | None = None, slice_step: int = 1) -> Path:
+                      image_params: ImageParams | None = None, slice_step: int = 1, regions: bool = False) -> Path:
     """Write a synthetic vessel dataset in nnU-Net's raw format (``DatasetXXX_name``).
 
     Args:
@@ -163,6 +163,9 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
             these parameters; ``None`` (default) makes easy ones (bright vessels plus noise).
         slice_step: 3D only: keep every ``slice_step``-th slice along Z, written with spacing
             (1, 1, slice_step): thick-slice, anisotropic data (nnU-Net then uses its dummy-2D augmentation).
+        regions: declare overlapping regions for nnU-Net's region-based training (needs n_classes >= 2):
+            ``vessels`` = every class (the whole tree), then each class c >= 2 (its branches) on its own;
+            ``regions_class_order`` exports them as 1, 2, ..., n_classes.
 
     Test cases get their labels too, in ``labelsTs`` (nnU-Net ignores that folder; it is there to
     evaluate predictions of ``imagesTs``).
@@ -181,6 +184,8 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
     if slice_step < 1 or (slice_step > 1 and dim != 3):
         raise ValueError(f"slice_step must be >= 1, and > 1 only for 3D data; got {slice_step} for {dim}D")
+    if regions and n_classes < 2:
+        raise ValueError(f"regions need n_classes >= 2 (the tree and its branches), got n_classes={n_classes}")
     if size is not None and size < 16:
         raise ValueError(f"size must be >= 16 voxels (nnU-Net needs room for its patches), got {size}")
     existing = existing_dataset_folder(raw_root, dataset_id)
@@ -216,10 +221,15 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
             _write_image(labels.astype(np.uint8), folder / "labelsTs" / f"{case}.nii.gz", spacing)
     label_names = {"background": 0, **{f"vessel{c}" if n_classes > 1 else "vessel": c
                                        for c in range(1, n_classes + 1)}}
+    if regions:
+        label_names = {"background": 0, "vessels": list(range(1, n_classes + 1)),
+                       **{f"vessel{c}": c for c in range(2, n_classes + 1)}}
     if ignore_label:
         label_names["ignore"] = n_classes + 1
     dataset_json = {"channel_names": {"0": "synthetic"}, "labels": label_names, "numTraining": n_train,
                     "file_ending": ".nii.gz", "name": name,
                     "description": "synthetic branching tubes made by nnunet_ext"}
+    if regions:
+        dataset_json["regions_class_order"] = list(range(1, n_classes + 1))
     (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     return folder

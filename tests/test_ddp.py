@@ -11,13 +11,34 @@ exactly as for nnU-Net's own Dice).
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nnunet_ext.losses import ComboLoss, HybridLoss, SoftClDiceLoss, SoftSkeletonRecallLoss
+from nnunet_ext.losses import (
+    ComboLoss,
+    HybridLoss,
+    RegionClDiceLoss,
+    RegionComboLoss,
+    RegionSkeletonRecallLoss,
+    SoftClDiceLoss,
+    SoftSkeletonRecallLoss,
+)
+
+
+class OnRegions(torch.nn.Module):
+    """A region loss fed from the label batch: regions (labels >= 1, labels == 2) and logits channels 1, 2."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits[:, 1:], torch.cat([labels >= 1, labels == 2], 1))
+
 
 WORLD_SIZE = 2
 LOSSES = {
@@ -25,6 +46,9 @@ LOSSES = {
     "cldice": lambda **kw: SoftClDiceLoss(**kw),
     "combo": lambda **kw: ComboLoss(alpha=0.3, beta=0.7, **kw),
     "hybrid": lambda **kw: HybridLoss(**kw),
+    "region_skeleton_recall": lambda **kw: OnRegions(RegionSkeletonRecallLoss(**kw)),
+    "region_cldice": lambda **kw: OnRegions(RegionClDiceLoss(**kw)),
+    "region_combo": lambda **kw: OnRegions(RegionComboLoss(alpha=0.3, beta=0.7, **kw)),
 }
 
 
@@ -47,15 +71,17 @@ def _rank_slice(rank: int) -> slice:
     return slice(rank * per_rank, (rank + 1) * per_rank)
 
 
-def _worker(rank: int, port: int, out_dir: str, name: str) -> None:
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    """One rank: every loss on this rank's half of the batch (one process group for all losses)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
     try:
         logits, labels = ddp_batch()
-        local = logits[_rank_slice(rank)].clone().requires_grad_(True)
-        loss = make_loss(name, ddp=True)(local, labels[_rank_slice(rank)])
-        loss.backward()
-        torch.save({"loss": loss.detach(), "grad": local.grad}, f"{out_dir}/rank{rank}.pt")
+        for name in LOSSES:
+            local = logits[_rank_slice(rank)].clone().requires_grad_(True)
+            loss = make_loss(name, ddp=True)(local, labels[_rank_slice(rank)])
+            loss.backward()
+            torch.save({"loss": loss.detach(), "grad": local.grad}, f"{out_dir}/{name}_rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -72,11 +98,18 @@ def test_ddp_flag_without_process_group_is_plain_batch_dice(name: str) -> None:
     assert make_loss(name, ddp=True)(logits, labels).item() == make_loss(name, ddp=False)(logits, labels).item()
 
 
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory) -> Path:
+    """The folder with every loss's per-rank loss and gradient from one 2-rank gloo run."""
+    out_dir = tmp_path_factory.mktemp("ddp")
+    mp.start_processes(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True,
+                       start_method="spawn")
+    return out_dir
+
+
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 @pytest.mark.parametrize("name", LOSSES)
-def test_ddp_batch_dice_matches_single_process(name: str, tmp_path) -> None:
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path), name), nprocs=WORLD_SIZE, join=True,
-                       start_method="spawn")
+def test_ddp_batch_dice_matches_single_process(name: str, ddp_results: Path) -> None:
 
     logits, labels = ddp_batch()
     logits.requires_grad_(True)
@@ -86,7 +119,7 @@ def test_ddp_batch_dice_matches_single_process(name: str, tmp_path) -> None:
     local_only = make_loss(name, ddp=False)(logits[_rank_slice(0)], labels[_rank_slice(0)])
     assert abs(local_only.item() - loss.item()) > 1e-3
 
-    results = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+    results = [torch.load(ddp_results / f"{name}_rank{rank}.pt") for rank in range(WORLD_SIZE)]
     mean_loss = sum(r["loss"].item() for r in results) / WORLD_SIZE
     assert mean_loss == pytest.approx(loss.item(), abs=1e-10)
     for rank, res in enumerate(results):

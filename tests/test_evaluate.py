@@ -87,6 +87,55 @@ def test_a_removed_class_and_a_cut_vessel_are_scored(nnunet_workspace, dataset_2
     assert mean_dice_2 == pytest.approx(np.mean([c["metrics"]["2"]["Dice"] for c in (case1, case2, case3)]))
 
 
+def _region_inputs(ws: NnunetWorkspace, dataset: Path) -> tuple[dict, Path]:
+    """Dataset 901 as a region-based dataset: "tree" = labels 1 and 2, "branch" = label 2 (overlapping)."""
+    dataset_json_file, plans = _inputs(ws, dataset)
+    dataset_json = json.loads(dataset_json_file.read_text())
+    assert dataset_json["labels"]["ignore"] == 3
+    dataset_json["labels"] = {"background": 0, "tree": [1, 2], "branch": 2, "ignore": 3}
+    dataset_json["regions_class_order"] = [1, 2]
+    return dataset_json, plans
+
+
+def test_region_dataset_identical_prediction_is_perfect(nnunet_workspace, dataset_2d, folders_2d) -> None:
+    gt, pred = folders_2d
+    summary = evaluate_folders(gt, pred, *_region_inputs(nnunet_workspace, dataset_2d), num_processes=0,
+                               progress=False)
+    assert set(summary["mean"]) == {"(1, 2)", "2"}  # nnU-Net's keys (label_or_region_to_key)
+    for case in summary["metric_per_case"]:
+        assert set(case["metrics"]) == {"(1, 2)", "2"}
+        for values in case["metrics"].values():
+            assert set(values) == METRICS_2D
+            assert values["Dice"] == 1 and values["clDice"] == 1 and values["rand_error"] == 0
+            assert all(values[m] == 0 for m in METRICS_2D - {"Dice", "clDice", "rand_error"})
+    assert summary["foreground_mean"]["Dice"] == 1
+    assert set(json.loads((pred / "summary_topology.json").read_text())["mean"]) == {"(1, 2)", "2"}
+
+
+def test_region_dataset_scores_each_region(nnunet_workspace, dataset_2d, folders_2d, tmp_path) -> None:
+    gt, pred = folders_2d
+    first = sorted(pred.glob("*.nii.gz"))[0]
+    _edit(first, lambda a: np.where(a == 2, 0, a))  # class 2 missing in case 1
+    regions = evaluate_folders(gt, pred, *_region_inputs(nnunet_workspace, dataset_2d), num_processes=0,
+                               progress=False)
+    case1, case2, case3 = regions["metric_per_case"]
+    assert case1["metrics"]["2"]["Dice"] == 0
+    assert 0 < case1["metrics"]["(1, 2)"]["Dice"] < 1  # the tree keeps its label-1 part
+    assert case2["metrics"]["(1, 2)"]["Dice"] == case3["metrics"]["(1, 2)"]["Dice"] == 1
+    assert regions["mean"]["(1, 2)"]["Dice"] == pytest.approx(
+        np.mean([c["metrics"]["(1, 2)"]["Dice"] for c in (case1, case2, case3)]))
+    # region "2" is the mask of label 2: the same numbers as the label-based evaluation's class "2"
+    labels = evaluate_folders(gt, pred, *_inputs(nnunet_workspace, dataset_2d), tmp_path / "labels.json",
+                              num_processes=0, progress=False)
+    for by_region, by_label in zip(regions["metric_per_case"], labels["metric_per_case"]):
+        assert by_region["metrics"]["2"] == by_label["metrics"]["2"]
+    # label values outside the regions are still refused
+    _edit(first, lambda a: np.where(a == 1, 7, a))
+    with pytest.raises(EvaluationError, match=r"label value\(s\) \[7\]"):
+        evaluate_folders(gt, pred, *_region_inputs(nnunet_workspace, dataset_2d), num_processes=0, progress=False,
+                         overwrite=True)
+
+
 def test_cli_multiprocess_and_output_protection(nnunet_workspace, dataset_2d, folders_2d, tmp_path) -> None:
     gt, pred = folders_2d
     dataset_json, plans = _inputs(nnunet_workspace, dataset_2d)

@@ -21,18 +21,20 @@ def _make(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env)
 
 
-@pytest.mark.parametrize("dim, classes", [(2, 1), (3, 2)])
-def test_writes_a_valid_nnunet_raw_dataset(tmp_path: Path, dim: int, classes: int):
+@pytest.mark.parametrize("dim, classes, regions", [(2, 1, False), (3, 2, True)])
+def test_writes_a_valid_nnunet_raw_dataset(tmp_path: Path, dim: int, classes: int, regions: bool):
     raw = tmp_path / "raw"
     size = "64" if dim == 2 else "32"
     done = _make("77", "--dim", str(dim), "--cases", "5", "--test-cases", "2", "--classes", str(classes),
-                 "--size", size, "--raw", str(raw))
+                 "--size", size, "--raw", str(raw), *(["--regions"] if regions else []))
     assert done.returncode == 0, done.stderr
     folder = raw / f"Dataset077_ThinStructures{dim}D"
     dataset_json = json.loads((folder / "dataset.json").read_text())
     assert dataset_json["numTraining"] == 5 and len(dataset_json["labels"]) == classes + 1
     assert len(list((folder / "imagesTr").glob("*_0000.nii.gz"))) == 5
     assert len(list((folder / "labelsTs").glob("*.nii.gz"))) == 2
+    if regions:  # the whole tree, then its class-2 branches
+        assert dataset_json["labels"]["vessels"] == [1, 2] and dataset_json["regions_class_order"] == [1, 2]
 
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
@@ -69,6 +71,7 @@ def test_refuses_a_taken_id_anywhere_and_writes_nothing(tmp_path: Path):
     (("--size", "8"), "size must be >= 16"),
     (("--noise", "-1"), "noise must be >= 0"),
     (("--name", "bad name"), "letters, digits"),
+    (("--regions",), "regions need n_classes >= 2"),
 ])
 def test_bad_arguments_are_refused(tmp_path: Path, args: tuple[str, ...], message: str):
     done = _make("80", "--dim", "2", "--raw", str(tmp_path / "raw"), *args)

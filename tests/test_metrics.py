@@ -419,6 +419,51 @@ def test_ignore_label_counts_as_background_in_both_maps():
         topology_metrics(pred, gt, labels=[1, 9], ignore_label=9)
 
 
+def tree() -> np.ndarray:
+    """A trunk (label 1) with two branches (label 2) touching it on opposite sides, far apart."""
+    seg = np.zeros((30, 30), dtype=np.int64)
+    seg[14:16, 2:28] = 1  # the trunk
+    seg[4:14, 6:8] = 2  # branch A, above the trunk
+    seg[16:26, 20:22] = 2  # branch B, below the trunk
+    return seg
+
+
+def test_regions_are_unions_of_labels():
+    gt = tree()
+    assert ndimage.label(gt == 2, np.ones((3, 3)))[1] == 2 and ndimage.label(gt > 0, np.ones((3, 3)))[1] == 1
+    pred = gt.copy()
+    pred[16:26, 20:22] = 0  # branch B missing: class 2 loses a component, the tree stays one piece
+    result = topology_metrics(pred, gt, labels=[(1, 2), 2])
+    assert set(result) == {(1, 2), 2}
+    assert result[2]["Betti0_error"] == 1.0 and result[(1, 2)]["Betti0_error"] == 0.0
+    assert 0.0 < result[2]["Dice"] < result[(1, 2)]["Dice"] < 1.0
+    assert result[2] == topology_metrics(pred, gt, labels=[2])[2]  # an int region is the plain class
+    # a region is exactly the int class 1 of the binarized maps
+    binary = topology_metrics(np.isin(pred, (1, 2)).astype(int), np.isin(gt, (1, 2)).astype(int), labels=[1])[1]
+    assert result[(1, 2)] == binary
+    # trunk and branches swapped in the prediction: every class is wrong, the region is perfect
+    swapped = np.where(gt == 1, 2, np.where(gt == 2, 1, 0))
+    swap = topology_metrics(swapped, gt, labels=[1, 2, [1, 2]])  # a list region is keyed as its tuple
+    assert set(swap) == {1, 2, (1, 2)}
+    assert swap[1]["Dice"] == swap[2]["Dice"] == 0.0 and swap[2]["Betti0_error"] == 1.0
+    assert swap[(1, 2)]["Dice"] == swap[(1, 2)]["clDice"] == 1.0
+    assert all(v == 0.0 for k, v in swap[(1, 2)].items() if k not in ("Dice", "clDice"))
+
+
+def test_regions_with_the_ignore_label():
+    gt, pred = tree(), tree()
+    pred[16:26, 20:22] = 0  # branch B missing ...
+    gt[16:28, 18:24] = 9  # ... where the gt is unknown
+    result = topology_metrics(pred, gt, labels=[(1, 2)], ignore_label=9)[(1, 2)]
+    assert result["Dice"] == 1.0 and result["Betti0_error"] == result["pixel_error"] == 0.0
+    binary_gt = np.where(gt == 9, 9, np.isin(gt, (1, 2)))
+    assert result == topology_metrics(np.isin(pred, (1, 2)).astype(int), binary_gt, labels=[1], ignore_label=9)[1]
+    with pytest.raises(ValueError, match="ignore label"):
+        topology_metrics(pred, gt, labels=[(1, 9)], ignore_label=9)
+    with pytest.raises(ValueError, match="empty"):
+        topology_metrics(pred, gt, labels=[()])
+
+
 def test_bad_inputs():
     a = np.zeros((4, 5), dtype=np.int64)
     with pytest.raises(ValueError, match=r"\(4, 5\).*\(4, 6\)"):

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_ext.synthetic import write_raw_dataset
-from tests.conftest import DATASET_2D, DATASET_3D, NnunetWorkspace
+from tests.conftest import DATASET_2D, DATASET_3D, NnunetWorkspace, plan_and_preprocess
 
 TINY = "nnUNetTrainerSkeletonRecallTiny"
 
@@ -90,12 +90,6 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
     resumed_log = max(fold.glob("training_log_*.txt"), key=lambda p: p.stat().st_mtime).read_text()
     assert "SoftSkeletonRecallLoss" in resumed_log  # with the same loss
 
-    # nnU-Net's model selection reads the fold's validation like for its own trainers
-    nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D), "-c", "2d", "-tr", TINY, "-f", "0",
-                         "--disable_ensembling")
-    instructions = (nnunet_workspace.results / dataset_2d.name / "inference_instructions.txt").read_text()
-    assert f"-tr {TINY}" in instructions
-
     # labels 1 and 2 only: the ignore label (3) is never predicted
     _predict_and_check(nnunet_workspace, dataset_2d, DATASET_2D, "2d", {0, 1, 2})
 
@@ -122,8 +116,7 @@ def dataset_thick_slices(nnunet_workspace: NnunetWorkspace) -> Path:
     """3D vessels in 4-voxel-thick slices (spacing 1 x 1 x 4), planned for 3d_fullres."""
     folder = write_raw_dataset(nnunet_workspace.raw, DATASET_THICK_SLICES, "ThickSlices3D", dim=3, n_train=5,
                                n_test=1, size=48, slice_step=4, seed=30)
-    nnunet_workspace.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_THICK_SLICES), "-c", "3d_fullres",
-                         "-np", "2")
+    plan_and_preprocess(nnunet_workspace, DATASET_THICK_SLICES, ("3d_fullres",))
     return folder
 
 
@@ -152,14 +145,26 @@ TRAINERS = {
 }
 
 
-@pytest.mark.parametrize("trainer", TRAINERS)
-@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+# 3d_fullres through the CLI (besides Skeleton Recall above) for clDice's 3D soft skeleton and UNet 3+'s 3D
+# full-scale decoder; the other trainers' 3D networks and losses are built and run in-process
+# (test_network_trainers.py, test_losses.py), which saves CI time.
+TRAINERS_3D = ["nnUNetTrainerClDiceTiny", "nnUNetTrainerUNet3PlusTiny"]
+MATRIX = [("2d", trainer) for trainer in TRAINERS] + [("3d_fullres", trainer) for trainer in TRAINERS_3D]
+
+
+def _train_2d_with_validation(ws: NnunetWorkspace, trainer: str) -> None:
+    """2d fold 0 with nnU-Net's final validation (what nnUNetv2_find_best_configuration reads)."""
+    _train(ws, DATASET_2D, "2d", 1, trainer=trainer, extra_env={"nnUNet_n_proc_DA": "0"})
+
+
+@pytest.mark.parametrize(("configuration", "trainer"), MATRIX)
 def test_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, trainer: str, configuration: str):
     if configuration == "2d":
         dataset, dataset_id, labels = request.getfixturevalue("dataset_2d"), DATASET_2D, {0, 1, 2}
+        _train_2d_with_validation(nnunet_workspace, trainer)
     else:
         dataset, dataset_id, labels = request.getfixturevalue("dataset_3d"), DATASET_3D, {0, 1}
-    _train(nnunet_workspace, dataset_id, configuration, 1, trainer=trainer, extra_env=LEAN_TRAINING)
+        _train(nnunet_workspace, dataset_id, configuration, 1, trainer=trainer, extra_env=LEAN_TRAINING)
     fold = _fold_folder(nnunet_workspace, dataset, configuration, trainer)
     assert (fold / "checkpoint_final.pth").is_file()
     log_text, key_prefix = TRAINERS[trainer]
@@ -167,6 +172,21 @@ def test_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, 
     weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     assert any(key.startswith(key_prefix) for key in weights)
     _predict_and_check(nnunet_workspace, dataset, dataset_id, configuration, labels, trainer, LEAN_PREDICTION)
+
+
+def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d: Path):
+    """nnU-Net's model selection over all our trainers at once (their 2d folds from the matrix above)."""
+    trainers = [TINY, *TRAINERS]
+    for trainer in trainers:  # trained above unless this test runs alone
+        if not (_fold_folder(nnunet_workspace, dataset_2d, "2d", trainer) / "validation" / "summary.json").is_file():
+            _train_2d_with_validation(nnunet_workspace, trainer)
+    result = nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D), "-c", "2d", "-tr", *trainers,
+                                  "-f", "0", "--disable_ensembling")
+    for trainer in trainers:  # each one was scored from its own validation
+        assert f"{trainer}__nnUNetPlans__2d" in result.stdout
+    instructions = (nnunet_workspace.results / dataset_2d.name / "inference_instructions.txt").read_text()
+    assert any(f"-tr {trainer} " in instructions or instructions.rstrip().endswith(f"-tr {trainer}")
+               for trainer in trainers)
 
 
 def test_network_named_in_a_plans_file_trains_and_predicts_with_stock_nnunet(nnunet_workspace: NnunetWorkspace,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
-from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -77,22 +75,6 @@ def test_per_class_variant_keeps_the_skeleton_of_a_thin_class_touching_a_thick_o
     assert (binarized == 1).any() and not (binarized == 2).any(), "the union's centreline misses class 2"
     assert (per_class == 2).sum() >= 50 and (per_class == 1).any(), "each class keeps its own centreline"
     assert nnUNetTrainerSkeletonRecallPerClass.skeleton_per_class and not nnUNetTrainerSkeletonRecall.skeleton_per_class
-
-
-def test_region_datasets_get_a_clear_error():
-    with pytest.raises(NotImplementedError, match="region"):
-        nnUNetTrainerSkeletonRecall.get_training_transforms(
-            (64, 64), (0, 0), None, (0, 1), False, regions=[(1, 2), (2,)])
-    assert ConvertSegmentationToRegionsTransform  # the transform we refuse to combine with, for the reader
-
-
-def test_region_dataset_refused_at_initialize(trainer_env: NnunetWorkspace, dataset_2d: Path):
-    dataset_json = json.loads((trainer_env.preprocessed / dataset_2d.name / "dataset.json").read_text())
-    dataset_json["labels"] = {"background": 0, "tree": [1, 2], "branch": 2}
-    dataset_json["regions_class_order"] = [1, 2]
-    trainer = make_trainer(trainer_env, dataset_2d, dataset_json=dataset_json)
-    with pytest.raises(NotImplementedError, match="region-based training"):
-        trainer.initialize()
 
 
 def test_every_deep_supervision_output_gets_its_own_skeleton_term(trainer_env: NnunetWorkspace, dataset_2d: Path):

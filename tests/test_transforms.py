@@ -216,7 +216,7 @@ def test_skeleton_transform_rejects_two_channels() -> None:
     with pytest.raises(ValueError, match="single-channel") as info:
         SkeletonTransform()(segmentation=seg)
     message = str(info.value)
-    assert "Region-based" in message and "not supported yet" in message
+    assert "plain label map" in message and "RegionSkeletonTransform" in message
     assert "ConvertSegmentationToRegionsTransform" in message and "DownsampleSegForDSTransform" in message
 
 

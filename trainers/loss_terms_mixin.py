@@ -7,7 +7,8 @@ optionally a replacement for Dice + CE, plus the trainer's extra terms, as a
 scale gets every term with nnU-Net's scale weights.
 
 Mix in before the nnU-Net trainer class; override ``extra_loss_terms`` and/or
-``replacement_base_loss``.
+``replacement_base_loss`` (each returns the sigmoid region variant of its losses when
+``self.label_manager.has_regions``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from torch import nn
 
 from nnunet_ext.losses import CompoundLoss, LossTerm
+from nnunet_ext.regions import check_region_definitions
 
 
 def compose_with_nnunet_loss(loss: nn.Module, extra_terms: Sequence[LossTerm],
-                             replacement: nn.Module | None = None) -> nn.Module:
-    """nnU-Net's loss (deep-supervision wrapped or not) with its inner loss replaced and/or extended."""
+                             replacement: nn.Module | None = None, label_channels: int = 1) -> nn.Module:
+    """nnU-Net's loss (deep-supervision wrapped or not) with its inner loss replaced and/or extended.
+
+    ``label_channels``: target channels of the labels block (1, or the number of regions).
+    """
     wrapped = isinstance(loss, DeepSupervisionWrapper)
     base = replacement if replacement is not None else (loss.loss if wrapped else loss)
-    inner = CompoundLoss([LossTerm(base, 1.0, "labels"), *extra_terms]) if extra_terms else base
+    inner = CompoundLoss([LossTerm(base, 1.0, "labels"), *extra_terms], label_channels) if extra_terms else base
     if wrapped:
         loss.loss = inner
         return loss
@@ -44,6 +49,14 @@ class LossTermsMixin:
         return None
 
     def _build_loss(self) -> nn.Module:
-        loss = compose_with_nnunet_loss(super()._build_loss(), self.extra_loss_terms(), self.replacement_base_loss())
+        extra_terms, replacement = self.extra_loss_terms(), self.replacement_base_loss()
+        label_channels = 1
+        if self.label_manager.has_regions:
+            if extra_terms or replacement is not None:
+                check_region_definitions(self.label_manager.foreground_regions,
+                                         self.label_manager.regions_class_order, self.label_manager.ignore_label,
+                                         type(self).__name__)
+            label_channels = self.label_manager.num_segmentation_heads
+        loss = compose_with_nnunet_loss(super()._build_loss(), extra_terms, replacement, label_channels)
         self.print_to_log_file(f"nnunet_ext loss: {loss}")
         return loss

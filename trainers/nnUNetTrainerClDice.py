@@ -11,19 +11,24 @@ from __future__ import annotations
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_ext.losses import LossTerm, SoftClDiceLoss
+from nnunet_ext.losses import LossTerm, RegionClDiceLoss, SoftClDiceLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
 from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
 def cldice_term(trainer: nnUNetTrainer, weight: float, iterations: int = 3) -> LossTerm:
-    """A clDice loss term configured from a trainer's plans (batch_dice, DDP, ignore label)."""
-    loss = SoftClDiceLoss(iterations=iterations, smooth=1.0, batch_dice=trainer.configuration_manager.batch_dice,
-                          ddp=trainer.is_ddp, ignore_label=trainer.label_manager.ignore_label)
+    """A clDice loss term configured from a trainer's plans (batch_dice, DDP, ignore label, regions)."""
+    settings = dict(iterations=iterations, smooth=1.0, batch_dice=trainer.configuration_manager.batch_dice,
+                    ddp=trainer.is_ddp)
+    if trainer.label_manager.has_regions:
+        loss = RegionClDiceLoss(**settings)
+    else:
+        loss = SoftClDiceLoss(**settings, ignore_label=trainer.label_manager.ignore_label)
     return LossTerm(loss, weight, "labels")
 
 
-class nnUNetTrainerClDice(TopologyValidationMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerClDice(TopologyValidationMixin, PreviousStageCheckMixin, LossTermsMixin, nnUNetTrainer):
     """nnU-Net's CE + Dice plus soft clDice (weight 1, k = 3 iterations)."""
 
     cldice_weight: float = 1.0

@@ -12,21 +12,24 @@ from __future__ import annotations
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from nnunet_ext.losses import ComboLoss
+from nnunet_ext.losses import ComboLoss, RegionComboLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
 from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class nnUNetTrainerCombo(TopologyValidationMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerCombo(TopologyValidationMixin, PreviousStageCheckMixin, LossTermsMixin, nnUNetTrainer):
     """nnU-Net trained with the Combo loss (α = 0.5, β = 0.5) at every deep-supervision scale."""
 
     combo_alpha: float = 0.5
     combo_beta: float = 0.5
 
     def replacement_base_loss(self) -> nn.Module:
-        return ComboLoss(alpha=self.combo_alpha, beta=self.combo_beta,
-                         batch_dice=self.configuration_manager.batch_dice, ddp=self.is_ddp,
-                         ignore_label=self.label_manager.ignore_label)
+        settings = dict(alpha=self.combo_alpha, beta=self.combo_beta, batch_dice=self.configuration_manager.batch_dice,
+                        ddp=self.is_ddp)
+        if self.label_manager.has_regions:
+            return RegionComboLoss(**settings)
+        return ComboLoss(**settings, ignore_label=self.label_manager.ignore_label)
 
 
 class nnUNetTrainerCombo_b0p7(nnUNetTrainerCombo):

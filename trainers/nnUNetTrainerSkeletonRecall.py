@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_ext.losses import LossTerm, SoftSkeletonRecallLoss
+from nnunet_ext.losses import LossTerm, RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
 from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class nnUNetTrainerSkeletonRecall(TopologyValidationMixin, SkeletonTargetMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerSkeletonRecall(TopologyValidationMixin, PreviousStageCheckMixin, SkeletonTargetMixin,
+                                  LossTermsMixin, nnUNetTrainer):
     """nnU-Net with the tubed-skeleton target and the soft skeleton recall term (weight 1)."""
 
     skeleton_recall_weight: float = 1.0
 
     def extra_loss_terms(self) -> list[LossTerm]:
-        recall = SoftSkeletonRecallLoss(batch_dice=self.configuration_manager.batch_dice, smooth=1e-5,
-                                        ddp=self.is_ddp)
+        recall_class = RegionSkeletonRecallLoss if self.label_manager.has_regions else SoftSkeletonRecallLoss
+        recall = recall_class(batch_dice=self.configuration_manager.batch_dice, smooth=1e-5, ddp=self.is_ddp)
         return [LossTerm(recall, self.skeleton_recall_weight, "skeleton")]
 
 

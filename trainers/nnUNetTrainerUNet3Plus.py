@@ -20,9 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_ext.losses import ClassificationGuidedLoss, HybridLoss
 from nnunet_ext.networks import UNet3Plus
+from nnunet_ext.regions import RegionDefinitionError
 from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
 from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
 from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
@@ -37,7 +39,7 @@ class UNet3PlusNetworkMixin(PlansNetworkMixin):
         return {"cat_channels": cls.unet3plus_cat_channels}
 
 
-class nnUNetTrainerUNet3Plus(TopologyValidationMixin, UNet3PlusNetworkMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3Plus(TopologyValidationMixin, PreviousStageCheckMixin, UNet3PlusNetworkMixin, nnUNetTrainer):
     """UNet 3+ trained with nnU-Net's CE + Dice."""
 
 
@@ -52,7 +54,8 @@ def _bare_network(network: nn.Module) -> nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-class nnUNetTrainerUNet3PlusCGM(TopologyValidationMixin, UNet3PlusNetworkMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3PlusCGM(TopologyValidationMixin, PreviousStageCheckMixin, UNet3PlusNetworkMixin,
+                                LossTermsMixin, nnUNetTrainer):
     """UNet 3+ with the CGM, trained with the hybrid loss (focal + MS-SSIM + IoU) and the CGM's BCE.
 
     The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode).
@@ -66,6 +69,11 @@ class nnUNetTrainerUNet3PlusCGM(TopologyValidationMixin, UNet3PlusNetworkMixin, 
         return {**super().network_kwargs(), "cgm": True}
 
     def replacement_base_loss(self) -> nn.Module:
+        if self.label_manager.has_regions:
+            raise RegionDefinitionError(
+                f"{type(self).__name__} does not support region-based training (dataset.json 'regions'): the "
+                "classification-guided module and the hybrid loss need softmax outputs with a background channel. "
+                "Use nnUNetTrainerUNet3Plus or nnUNetTrainerUNet3PlusSkeletonRecall for this dataset")
         return HybridLoss(batch_dice=self.configuration_manager.batch_dice,
                           ignore_label=self.label_manager.ignore_label, ddp=self.is_ddp)
 

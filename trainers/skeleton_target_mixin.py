@@ -1,11 +1,14 @@
-"""Trainer mixin: the tubed skeleton rides along as channel 1 of nnU-Net's target.
+"""Trainer mixin: the tubed skeleton rides along in nnU-Net's target, after the labels.
 
 nnU-Net's data loader passes only ``image`` and ``segmentation`` through the
 transforms. So ``SkeletonTransform`` appends the tubed skeleton to the
 segmentation, *before* nnU-Net's deep-supervision downsampling, which then
 carries it to every output scale: each deep-supervision output gets a skeleton
-target at its own resolution. The loss reads channel 1; nnU-Net's online Dice in
-``validation_step`` must only see channel 0.
+target at its own resolution. Label maps: the target is (labels, skeleton), 2
+channels. Region-based training: nnU-Net's region conversion gives R binary
+region channels and ``RegionSkeletonTransform`` appends R skeletons, 2R channels.
+The loss reads the skeleton block; nnU-Net's online Dice in ``validation_step``
+must only see the label block.
 
 Mix in before the nnU-Net trainer class: ``class T(SkeletonTargetMixin, nnUNetTrainer)``.
 """
@@ -21,18 +24,28 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_ext.transforms import SkeletonTransform
+from nnunet_ext.regions import check_region_definitions, refuse_ignore_label_with_regions
+from nnunet_ext.transforms import RegionSkeletonTransform, SkeletonTransform
 
 _TARGET_CONVERSIONS = (ConvertSegmentationToRegionsTransform, DownsampleSegForDSTransform)
 
 
-def insert_before_target_conversion(pipeline: ComposeTransforms, transform) -> ComposeTransforms:
+def insert_before_target_conversion(pipeline: ComposeTransforms, transform,
+                                    conversions: tuple[type, ...] = _TARGET_CONVERSIONS) -> ComposeTransforms:
     """Insert ``transform`` after nnU-Net's label clean-up and cascade steps, before
     region conversion and deep-supervision downsampling (in place; returns ``pipeline``)."""
-    position = next((i for i, t in enumerate(pipeline.transforms) if isinstance(t, _TARGET_CONVERSIONS)),
+    position = next((i for i, t in enumerate(pipeline.transforms) if isinstance(t, conversions)),
                     len(pipeline.transforms))
     pipeline.transforms.insert(position, transform)
     return pipeline
+
+
+def insert_after_region_conversion(pipeline: ComposeTransforms, transform) -> ComposeTransforms:
+    """Insert ``transform`` right after nnU-Net's ConvertSegmentationToRegionsTransform (in place)."""
+    if not any(isinstance(t, ConvertSegmentationToRegionsTransform) for t in pipeline.transforms):
+        raise ValueError("region-based pipeline without ConvertSegmentationToRegionsTransform: "
+                         "nnU-Net's get_training_transforms/get_validation_transforms add it when given regions")
+    return insert_before_target_conversion(pipeline, transform, (DownsampleSegForDSTransform,))
 
 
 def _bound_arguments(method: Callable, args: tuple, kwargs: dict) -> dict:
@@ -41,19 +54,13 @@ def _bound_arguments(method: Callable, args: tuple, kwargs: dict) -> dict:
     return bound.arguments
 
 
-def _refuse_regions(regions, trainer_name: str) -> None:
-    if regions is not None:
-        raise NotImplementedError(
-            f"{trainer_name} does not support region-based training yet (dataset.json defines overlapping "
-            "'regions'): the tubed skeleton is computed from a single label map. Train on plain labels, or use "
-            "nnUNetTrainer for this dataset.")
-
-
-def labels_channel(target: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-    """Channel 0 (class labels) of a target, or of each deep-supervision target: (B, 1, ...)."""
+def labels_channels(target: torch.Tensor | list[torch.Tensor],
+                    count: int = 1) -> torch.Tensor | list[torch.Tensor]:
+    """The first ``count`` channels (labels, or the R regions) of a target, or of each deep-supervision
+    target: (B, count, ...)."""
     if isinstance(target, (list, tuple)):
-        return [t[:, :1] for t in target]
-    return target[:, :1]
+        return [t[:, :count] for t in target]
+    return target[:, :count]
 
 
 class _LossWithFixedTarget:
@@ -90,12 +97,19 @@ class SkeletonTargetMixin:
                                  fallback=cls.skeleton_fallback, ignore_label=ignore_label)
 
     @classmethod
+    def region_skeleton_transform(cls, num_regions: int) -> RegionSkeletonTransform:
+        return RegionSkeletonTransform(num_regions, tube_radius=cls.skeleton_tube_radius,
+                                       fallback=cls.skeleton_fallback)
+
+    @classmethod
     def _with_skeleton(cls, nnunet_method: Callable, build: Callable, args: tuple, kwargs: dict) -> ComposeTransforms:
         """``build(*args, **kwargs)`` (nnU-Net's pipeline) with the skeleton transform inserted."""
         arguments = _bound_arguments(nnunet_method, args, kwargs)
-        _refuse_regions(arguments["regions"], cls.__name__)
-        skeleton = cls.skeleton_transform(arguments["ignore_label"])
-        return insert_before_target_conversion(build(*args, **kwargs), skeleton)
+        regions, ignore_label = arguments["regions"], arguments["ignore_label"]
+        if regions is None:
+            return insert_before_target_conversion(build(*args, **kwargs), cls.skeleton_transform(ignore_label))
+        refuse_ignore_label_with_regions(ignore_label, cls.__name__)  # regions_class_order: in initialize()
+        return insert_after_region_conversion(build(*args, **kwargs), cls.region_skeleton_transform(len(regions)))
 
     @classmethod
     def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
@@ -108,7 +122,8 @@ class SkeletonTargetMixin:
 
     def initialize(self) -> None:
         if self.label_manager.has_regions:
-            _refuse_regions(self.label_manager.foreground_regions, type(self).__name__)
+            check_region_definitions(self.label_manager.foreground_regions, self.label_manager.regions_class_order,
+                                     self.label_manager.ignore_label, type(self).__name__)
         super().initialize()
         self.print_to_log_file(
             f"nnunet_ext skeleton target: tube_radius={self.skeleton_tube_radius}, "
@@ -121,6 +136,8 @@ class SkeletonTargetMixin:
         loss = self.loss
         self.loss = _LossWithFixedTarget(loss, full_target)
         try:
-            return super().validation_step({**batch, "target": labels_channel(full_target)})
+            labels = labels_channels(full_target, self.label_manager.num_segmentation_heads
+                                     if self.label_manager.has_regions else 1)
+            return super().validation_step({**batch, "target": labels})
         finally:
             self.loss = loss

@@ -3,7 +3,8 @@
 After nnU-Net's own ``perform_actual_validation`` (which writes the fold's ``validation/``
 predictions and ``summary.json``), the mixin evaluates the same predictions with
 ``nnunet_ext.evaluation`` and writes ``validation/summary_topology.json`` (Dice, clDice, Betti
-errors, pixel, Rand and warping errors; nnU-Net's summary.json shape), so a finished
+errors, pixel, Rand and warping errors; nnU-Net's summary.json shape; per region for region-based
+trainings, keyed as in nnU-Net's summary.json), so a finished
 ``nnUNetv2_train`` (or ``--val``) already says whether connectivity improved. Like nnU-Net's
 summary.json it is rewritten whenever the validation runs again.
 
@@ -30,9 +31,6 @@ class TopologyValidationMixin:
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         super().perform_actual_validation(save_probabilities)
         if not self.topology_validation or self.local_rank != 0:
-            return
-        if self.label_manager.has_regions:
-            self.print_to_log_file("topology validation skipped: region-based training is not supported yet")
             return
         validation = Path(self.output_folder) / "validation"
         try:

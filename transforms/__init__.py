@@ -1,6 +1,7 @@
 """batchgenerators transforms of nnunet_ext (picklable; safe in spawn/fork workers)."""
 
 from nnunet_ext.transforms.classic_skeleton_transform import ClassicSkeletonTransform
+from nnunet_ext.transforms.region_skeleton_transform import RegionSkeletonTransform
 from nnunet_ext.transforms.skeleton_transform import SkeletonTransform
 
-__all__ = ["SkeletonTransform", "ClassicSkeletonTransform"]
+__all__ = ["SkeletonTransform", "ClassicSkeletonTransform", "RegionSkeletonTransform"]

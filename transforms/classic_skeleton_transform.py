@@ -67,8 +67,9 @@ class ClassicSkeletonTransform(AbstractTransform):
             raise ValueError(
                 "ClassicSkeletonTransform needs a single-channel label map (C == 1), got "
                 f"{seg.shape[1]} channels in data_dict[{self.seg_key!r}] (shape {seg.shape}). Region-based "
-                "(overlapping) labels are not supported yet; apply the transform to the plain label map, "
-                "before any conversion to regions and before deep-supervision downsampling.")
+                "(overlapping) targets are not supported by this classic transform (RegionSkeletonTransform "
+                "handles them in batchgeneratorsv2 pipelines); apply it to the plain label map, before any "
+                "conversion to regions and before deep-supervision downsampling.")
         skeletons = self._skeletons(seg)
         if self.output_key == self.seg_key:
             data_dict[self.seg_key] = np.concatenate([seg, skeletons.astype(seg.dtype, copy=False)], axis=1)

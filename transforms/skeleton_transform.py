@@ -45,8 +45,8 @@ class SkeletonTransform(SegOnlyTransform):
     Per sample: ``segmentation`` (1, X, Y[, Z]) -> (2, X, Y[, Z]) with the input's dtype;
     channel 0 is the unchanged label map, channel 1 ``tubed_skeleton(segmentation[0])``
     (class label on the tube, 0 elsewhere). Accepts a torch tensor or a numpy array and
-    returns the same type. Region-based (overlapping, multi-channel) labels are not
-    supported yet.
+    returns the same type. For region-based (overlapping, multi-channel) targets use
+    ``RegionSkeletonTransform`` after nnU-Net's region conversion.
 
     Args:
         tube_radius: dilations of the skeleton with the 1-step cross (2 = the paper's tube).
@@ -82,8 +82,8 @@ class SkeletonTransform(SegOnlyTransform):
         if segmentation.shape[0] != 1:
             raise ValueError(
                 "SkeletonTransform needs a single-channel label map (C == 1), got "
-                f"{segmentation.shape[0]} channels (shape {tuple(segmentation.shape)}). Region-based "
-                "(overlapping) labels are not supported yet, and the transform must see the plain label map. "
+                f"{segmentation.shape[0]} channels (shape {tuple(segmentation.shape)}): it must see the plain label "
+                "map (for region-based targets use RegionSkeletonTransform after the region conversion). "
                 + PLACEMENT_HINT)
         if isinstance(segmentation, torch.Tensor):
             labels = segmentation[0].detach().cpu().numpy()

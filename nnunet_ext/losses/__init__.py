@@ -1,12 +1,12 @@
 """Losses of nnunet_ext (torch only; usable without nnU-Net)."""
 
 from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
-from nnunet_ext.losses.cldice import SoftClDiceLoss, soft_cldice
-from nnunet_ext.losses.combo import ComboLoss
+from nnunet_ext.losses.cldice import RegionClDiceLoss, SoftClDiceLoss, soft_cldice
+from nnunet_ext.losses.combo import ComboLoss, RegionComboLoss
 from nnunet_ext.losses.compound import CompoundLoss, LossTerm, channel_index
 from nnunet_ext.losses.hybrid import HybridLoss, focal_loss, ms_ssim_loss, soft_iou_loss
 from nnunet_ext.losses.ms_ssim import ms_ssim, ms_ssim_plan
-from nnunet_ext.losses.skeleton_recall import SoftSkeletonRecallLoss
+from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 
 __all__ = [
@@ -15,6 +15,9 @@ __all__ = [
     "CompoundLoss",
     "HybridLoss",
     "LossTerm",
+    "RegionClDiceLoss",
+    "RegionComboLoss",
+    "RegionSkeletonRecallLoss",
     "SoftClDiceLoss",
     "SoftSkeletonRecallLoss",
     "channel_index",

@@ -18,45 +18,50 @@ from torch import nn
 
 from nnunet_ext.losses.distributed import all_gather_sum
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
-from nnunet_ext.losses.validation import check_logits_and_labels
+from nnunet_ext.losses.validation import check_logits_and_labels, check_logits_and_regions
 
 
-def _check_probabilities(probs: torch.Tensor, onehot: torch.Tensor) -> None:
-    if probs.ndim not in (4, 5) or probs.shape[1] < 2:
-        raise ValueError(f"probs must be (B, C, X, Y[, Z]) with C >= 2 (channel 0 = background), "
-                         f"got shape {tuple(probs.shape)}")
+def _check_probabilities(probs: torch.Tensor, onehot: torch.Tensor, background_channel: bool) -> None:
+    min_channels = 2 if background_channel else 1
+    if probs.ndim not in (4, 5) or probs.shape[1] < min_channels:
+        what = "C >= 2 (channel 0 = background)" if background_channel else "C >= 1 (one channel per region)"
+        raise ValueError(f"probs must be (B, C, X, Y[, Z]) with {what}, got shape {tuple(probs.shape)}")
     if onehot.shape != probs.shape:
         what = "channel count" if onehot.shape[:1] + onehot.shape[2:] == probs.shape[:1] + probs.shape[2:] else "shape"
         raise ValueError(f"one-hot target {what} does not match the prediction: target {tuple(onehot.shape)}, "
                          f"prediction {tuple(probs.shape)}; the target needs one channel per network output "
-                         f"(background included)")
+                         f"(background included, unless region-based)")
     lo_p, hi_p, lo_t, hi_t = torch.stack([*torch.aminmax(probs.detach()), *torch.aminmax(onehot)]).double().tolist()
     if not (0 <= lo_p and hi_p <= 1):
         raise ValueError(f"soft_cldice expects probabilities in [0, 1], got values in [{lo_p:.3g}, {hi_p:.3g}]: "
-                         f"these look like logits. Pass torch.softmax(logits, 1), or use SoftClDiceLoss, "
-                         f"which takes logits")
+                         f"these look like logits. Pass torch.softmax(logits, 1) (regions: torch.sigmoid), or "
+                         f"use SoftClDiceLoss / RegionClDiceLoss, which take logits")
     if not (0 <= lo_t and hi_t <= 1):
         raise ValueError(f"the one-hot target must hold values in [0, 1], got [{lo_t:.3g}, {hi_t:.3g}]")
 
 
 def soft_cldice(probs: torch.Tensor, onehot: torch.Tensor, iterations: int = 3, smooth: float = 1.0,
-                batch_dice: bool = False, valid: torch.Tensor | None = None, ddp: bool = False) -> torch.Tensor:
-    """1 - mean soft clDice over foreground classes.
+                batch_dice: bool = False, valid: torch.Tensor | None = None, ddp: bool = False,
+                background_channel: bool = True) -> torch.Tensor:
+    """1 - mean soft clDice over foreground classes (or over all regions).
 
     Args:
-        probs: (B, C, X, Y[, Z]) probabilities (softmax), channel 0 = background.
+        probs: (B, C, X, Y[, Z]) probabilities: softmax with channel 0 = background, or (with
+            ``background_channel=False``) sigmoid region probabilities, every channel scored.
         onehot: target of the same shape, values in [0, 1].
         iterations: soft-skeleton iterations k >= 1.
         smooth: the smoothing term s.
         batch_dice: sum over batch and space (one clDice per class) instead of per sample.
         valid: optional (B, 1, X, Y[, Z]) mask; voxels outside it are zeroed in both inputs.
         ddp: with batch_dice, sum the per-class sums over all ranks before dividing.
+        background_channel: channel 0 is background and is left out (softmax outputs).
 
     Returns:
         Scalar loss in [0, 1].
     """
-    _check_probabilities(probs, onehot)
-    pred, true = probs[:, 1:], onehot[:, 1:].to(probs.dtype)
+    _check_probabilities(probs, onehot, background_channel)
+    first = 1 if background_channel else 0
+    pred, true = probs[:, first:], onehot[:, first:].to(probs.dtype)
     if valid is not None:
         pred, true = pred * valid, true * valid
     skel_pred = soft_skeletonize(pred, iterations)
@@ -103,3 +108,21 @@ class SoftClDiceLoss(nn.Module):
         onehot = torch.zeros_like(probs).scatter_(1, labels, 1)
         mask = None if valid is None else valid.to(probs.dtype)
         return soft_cldice(probs, onehot, self.iterations, self.smooth, self.batch_dice, mask, self.ddp)
+
+
+class RegionClDiceLoss(SoftClDiceLoss):
+    """clDice loss for region-based training: sigmoid outputs and binary region masks, every region scored.
+
+    Same arguments as ``SoftClDiceLoss`` except ``ignore_label`` (regions come without one here).
+    """
+
+    def __init__(self, iterations: int = 3, smooth: float = 1.0, batch_dice: bool = False,
+                 ddp: bool = False) -> None:
+        super().__init__(iterations=iterations, smooth=smooth, batch_dice=batch_dice, ddp=ddp)
+
+    def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss for region logits (B, R, X, Y[, Z]) and binary region masks of the same shape; in [0, 1]."""
+        check_logits_and_regions(net_output, target)
+        probs = torch.sigmoid(net_output.float())
+        return soft_cldice(probs, target.to(probs.dtype), self.iterations, self.smooth, self.batch_dice,
+                           ddp=self.ddp, background_channel=False)

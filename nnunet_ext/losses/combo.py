@@ -20,9 +20,10 @@ import numbers
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 
 from nnunet_ext.losses.distributed import all_gather_sum
-from nnunet_ext.losses.validation import check_logits_and_labels
+from nnunet_ext.losses.validation import check_logits_and_labels, check_logits_and_regions
 
 
 def _log_p_and_log_not_p(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,9 +111,7 @@ class ComboLoss(nn.Module):
         log_p, log_not_p = _log_p_and_log_not_p(logits)
         log_p, log_not_p = log_p[:, 1:], log_not_p[:, 1:]  # foreground classes only
         probs = torch.exp(log_p)
-        if self.eps > 0:
-            log_eps = math.log(self.eps)
-            log_p, log_not_p = log_p.clamp(min=log_eps), log_not_p.clamp(min=log_eps)
+        log_p, log_not_p = self._clamped(log_p, log_not_p)
 
         num_classes = logits.shape[1]
         labels = target.long()
@@ -121,15 +120,20 @@ class ComboLoss(nn.Module):
             labels = torch.where(valid, labels, 0)
         fg = torch.arange(1, num_classes, device=labels.device).view(1, num_classes - 1, *([1] * (labels.ndim - 2)))
         on_class = labels == fg  # (B, C - 1, *spatial), the one-hot target without background
+        return self._combine(log_p, log_not_p, probs, on_class, valid)
 
-        # Weighted cross entropy, mean over valid voxels and foreground classes.
+    def _combine(self, log_p: torch.Tensor, log_not_p: torch.Tensor, probs: torch.Tensor, on_class: torch.Tensor,
+                 valid: torch.Tensor | None) -> torch.Tensor:
+        """alpha * wCE + (1 - alpha) * (1 - Dice) from the (clamped) logs, probabilities and binary target
+        of the scored channels, all (B, K, *spatial); ``valid`` (B, 1, *spatial) or None."""
+        # Weighted cross entropy, mean over valid voxels and scored channels.
         wce = -torch.where(on_class, self.beta * log_p, (1 - self.beta) * log_not_p)
         if valid is None:
             wce = wce.mean()
         else:
-            wce = torch.where(valid, wce, 0).sum() / (valid.sum() * (num_classes - 1)).clamp(min=1)
+            wce = torch.where(valid, wce, 0).sum() / (valid.sum() * on_class.shape[1]).clamp(min=1)
 
-        # Soft Dice per foreground class (and per sample unless batch_dice).
+        # Soft Dice per scored channel (and per sample unless batch_dice).
         if valid is not None:
             probs = torch.where(valid, probs, 0)
         axes = (0, *range(2, probs.ndim)) if self.batch_dice else tuple(range(2, probs.ndim))
@@ -141,3 +145,29 @@ class ComboLoss(nn.Module):
         dice = ((2 * intersection + self.smooth) / (pred_size + true_size + self.smooth)).mean()
 
         return self.alpha * wce + (1 - self.alpha) * (1 - dice)
+
+    def _clamped(self, log_p: torch.Tensor, log_not_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.eps == 0:
+            return log_p, log_not_p
+        log_eps = math.log(self.eps)
+        return log_p.clamp(min=log_eps), log_not_p.clamp(min=log_eps)
+
+
+class RegionComboLoss(ComboLoss):
+    """Combo loss for region-based training: sigmoid outputs, every region scored (no background channel).
+
+    Per region r with p = sigmoid(z_r): ln p = -softplus(-z_r), ln(1 - p) = -softplus(z_r) (exact for
+    saturated logits). Same arguments as ``ComboLoss`` except ``ignore_label`` (regions come without one here).
+    """
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, batch_dice: bool = False, smooth: float = 1e-5,
+                 eps: float = 1e-7, ddp: bool = False) -> None:
+        super().__init__(alpha=alpha, beta=beta, batch_dice=batch_dice, smooth=smooth, eps=eps, ddp=ddp)
+
+    def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss for region logits (B, R, *spatial) and binary region masks of the same shape; a scalar."""
+        check_logits_and_regions(net_output, target)
+        logits = net_output if net_output.dtype in (torch.float32, torch.float64) else net_output.float()
+        probs = torch.sigmoid(logits)
+        log_p, log_not_p = self._clamped(-F.softplus(-logits), -F.softplus(logits))
+        return self._combine(log_p, log_not_p, probs, target.bool(), None)

@@ -1,13 +1,16 @@
-"""Weighted sums of loss terms that each read one channel of a multi-channel target.
+"""Weighted sums of loss terms that each read one block of channels of a multi-channel target.
 
-Target layout: the target tensor is (B, K, *spatial) with
+Target layout: the target tensor is (B, K, *spatial) made of two blocks of ``label_channels`` (n)
+channels each:
 
-* channel 0 (``"labels"``): the class labels, as nnU-Net provides them;
-* channel 1 (``"skeleton"``): the tubed skeleton, appended by nnunet_ext's ``SkeletonTransform`` in
-  the data pipeline. nnU-Net's deep-supervision downsampling carries it along to every scale.
+* ``"labels"``, channels [0, n): the class labels as nnU-Net provides them (n = 1), or, in
+  region-based training, nnU-Net's n binary region masks;
+* ``"skeleton"``, channels [n, 2n): the tubed skeleton, appended by nnunet_ext's ``SkeletonTransform``
+  (label map) or ``RegionSkeletonTransform`` (one binary skeleton per region) in the data pipeline.
+  nnU-Net's deep-supervision downsampling carries it along to every scale.
 
-Each term's loss is called as ``loss(net_output, target[:, i:i + 1])`` with the channel shaped
-(B, 1, *spatial). ``CompoundLoss`` handles one output scale; for deep supervision wrap it in
+Each term's loss is called as ``loss(net_output, block)`` with its block shaped (B, n, *spatial).
+``CompoundLoss`` handles one output scale; for deep supervision wrap it in
 nnU-Net's ``DeepSupervisionWrapper``, which calls it once per scale.
 
 Example::
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 channel_index: MappingProxyType[str, int] = MappingProxyType({"labels": 0, "skeleton": 1})
-"""Target channel read by each ``LossTerm.target`` name."""
+"""Block of target channels read by each ``LossTerm.target`` name (block i = channels [i*n, (i+1)*n))."""
 
 _MISSING_SKELETON = ("the target has no skeleton channel: add nnunet_ext.transforms.SkeletonTransform to "
                      "the data pipeline (the nnunet_ext trainers do this)")
@@ -59,13 +62,17 @@ class LossTerm:
 
 
 class CompoundLoss(nn.Module):
-    """``sum(term.weight * term.loss(net_output, target[:, channel]))`` over the terms.
+    """``sum(term.weight * term.loss(net_output, target block))`` over the terms.
 
-    Terms with weight 0 are not evaluated.
+    ``label_channels``: channels per block (1 for label maps, the number of regions in region-based
+    training). Terms with weight 0 are not evaluated.
     """
 
-    def __init__(self, terms: Sequence[LossTerm]) -> None:
+    def __init__(self, terms: Sequence[LossTerm], label_channels: int = 1) -> None:
         super().__init__()
+        if isinstance(label_channels, bool) or not isinstance(label_channels, int) or label_channels < 1:
+            raise ValueError(f"label_channels must be an integer >= 1, got {label_channels!r}")
+        self.label_channels = label_channels
         terms = list(terms)
         if not terms:
             raise ValueError("CompoundLoss needs at least one LossTerm")
@@ -86,7 +93,8 @@ class CompoundLoss(nn.Module):
     def extra_repr(self) -> str:
         parts = [f"{w:g} * {type(loss).__name__}({t})"
                  for loss, w, t in zip(self.losses, self.weights, self.targets)]
-        return " + ".join(parts)
+        blocks = "" if self.label_channels == 1 else f" [{self.label_channels} channels per target block]"
+        return " + ".join(parts) + blocks
 
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted loss for ``net_output`` (B, C, *spatial) and ``target`` (B, K, *spatial); scalar."""
@@ -96,12 +104,14 @@ class CompoundLoss(nn.Module):
         for loss, weight, name in zip(self.losses, self.weights, self.targets):
             if weight == 0:
                 continue
-            idx = channel_index[name]
-            if target.shape[1] <= idx:
+            start = channel_index[name] * self.label_channels
+            stop = start + self.label_channels
+            if target.shape[1] < stop:
                 if name == "skeleton":
                     raise ValueError(_MISSING_SKELETON)
-                raise ValueError(f"the target has {target.shape[1]} channel(s); {name!r} needs channel {idx}")
-            value = weight * loss(net_output, target[:, idx:idx + 1])
+                raise ValueError(f"the target has {target.shape[1]} channel(s); {name!r} needs channels "
+                                 f"[{start}, {stop})")
+            value = weight * loss(net_output, target[:, start:stop])
             total = value if total is None else total + value
         assert total is not None  # __init__ guarantees a term with weight > 0
         return total

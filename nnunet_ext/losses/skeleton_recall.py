@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nnunet_ext.losses.distributed import all_gather_sum
-from nnunet_ext.losses.validation import check_logits_and_labels
+from nnunet_ext.losses.validation import check_logits_and_labels, check_logits_and_regions
 
 
 class SoftSkeletonRecallLoss(nn.Module):
@@ -75,13 +75,42 @@ class SoftSkeletonRecallLoss(nn.Module):
             size_per_class.append(on_class.sum(-1))
         intersection = torch.stack(intersection_per_class, 1)  # (B, C - 1)
         skeleton_size = torch.stack(size_per_class, 1).to(intersection.dtype)  # counted in int64
+        return negative_mean_recall(intersection, skeleton_size, self.batch_dice, self.ddp, self.smooth)
 
-        if self.batch_dice:
-            intersection = intersection.sum(0)
-            skeleton_size = skeleton_size.sum(0)
-            if self.ddp and dist.is_available() and dist.is_initialized():
-                intersection = all_gather_sum(intersection)
-                skeleton_size = all_gather_sum(skeleton_size)
 
-        recall = (intersection + self.smooth) / (skeleton_size + self.smooth)
-        return -recall.mean()
+def negative_mean_recall(intersection: torch.Tensor, skeleton_size: torch.Tensor, batch_dice: bool, ddp: bool,
+                         smooth: float) -> torch.Tensor:
+    """``-mean((intersection + smooth) / (skeleton_size + smooth))`` from per-sample sums (B, K).
+
+    With ``batch_dice`` the sums are first added over the batch (and, with ``ddp`` in an initialized
+    process group, over all ranks), giving one recall per class or region.
+    """
+    if batch_dice:
+        intersection = intersection.sum(0)
+        skeleton_size = skeleton_size.sum(0)
+        if ddp and dist.is_available() and dist.is_initialized():
+            intersection = all_gather_sum(intersection)
+            skeleton_size = all_gather_sum(skeleton_size)
+    return -((intersection + smooth) / (skeleton_size + smooth)).mean()
+
+
+class RegionSkeletonRecallLoss(SoftSkeletonRecallLoss):
+    """Skeleton Recall for region-based training: sigmoid outputs, one binary skeleton per region.
+
+    ``recall_r = (sum(sigmoid(z_r) * S_r) + smooth) / (sum(S_r) + smooth)`` for every region r (no
+    background channel: every output is a region), and the loss is ``-mean_r(recall_r)``, in [-1, 0].
+    Same arguments as ``SoftSkeletonRecallLoss`` except ``ignore_label`` (regions come without one here).
+    """
+
+    def __init__(self, batch_dice: bool = False, smooth: float = 1e-5, ddp: bool = False) -> None:
+        super().__init__(batch_dice=batch_dice, smooth=smooth, ddp=ddp)
+
+    def forward(self, net_output: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor:
+        """Loss for region logits ``net_output`` (B, R, *spatial) and binary tubed skeletons (B, R, *spatial)."""
+        check_logits_and_regions(net_output, skeleton, name="skeleton")
+        logits = net_output if net_output.dtype in (torch.float32, torch.float64) else net_output.float()
+        probs = torch.sigmoid(logits).flatten(2)
+        on_skeleton = skeleton.flatten(2).bool()
+        intersection = torch.where(on_skeleton, probs, 0).sum(-1)  # (B, R)
+        skeleton_size = on_skeleton.sum(-1).to(intersection.dtype)
+        return negative_mean_recall(intersection, skeleton_size, self.batch_dice, self.ddp, self.smooth)

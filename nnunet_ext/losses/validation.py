@@ -58,3 +58,33 @@ def check_logits_and_labels(net_output: torch.Tensor, labels: torch.Tensor, igno
             "learning rate and check the input normalisation")
     return valid
 
+
+
+def check_logits_and_regions(net_output: torch.Tensor, regions: torch.Tensor, name: str = "target") -> None:
+    """Validate region logits (B, R, *spatial) and binary region masks (B, R, *spatial), one host sync.
+
+    Region-based nnU-Net (dataset.json ``regions``) has one sigmoid output per (possibly
+    overlapping) region and no background channel. Raises ValueError (shapes, values other than
+    0/1) or FloatingPointError (NaN/Inf logits) with a message that names the problem and the fix.
+    """
+    if net_output.ndim < 3 or net_output.shape[1] < 1:
+        raise ValueError(
+            f"net_output must be region logits shaped (B, R, *spatial) with at least 3 dims, got shape "
+            f"{tuple(net_output.shape)}; pass the raw network output of one deep-supervision scale")
+    if tuple(regions.shape) != tuple(net_output.shape):
+        raise ValueError(
+            f"{name} must hold one binary mask per region output, shaped {tuple(net_output.shape)} like "
+            f"net_output, got {tuple(regions.shape)}; pass the region channels of nnU-Net's target (after "
+            f"ConvertSegmentationToRegionsTransform) at the same deep-supervision scale as net_output")
+    stats = [torch.isfinite(net_output).all().double()]
+    if regions.dtype != torch.bool:
+        stats.append(((regions != 0) & (regions != 1)).any().double())
+    finite, *not_binary = torch.stack(stats).tolist()
+    if not_binary and not_binary[0]:
+        raise ValueError(
+            f"{name} must hold binary region masks (0/1 or bool), found other values; region targets come "
+            f"from ConvertSegmentationToRegionsTransform, not from integer label maps")
+    if not finite:
+        raise FloatingPointError(
+            "the network output (net_output) contains NaN/Inf values: training diverged; lower the "
+            "learning rate and check the input normalisation")
