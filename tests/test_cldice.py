@@ -291,10 +291,10 @@ def test_cldice_float64_and_integer_onehot() -> None:
     assert ours.item() == pytest.approx(ref.item(), abs=1e-12)
     for target in (onehot.long(), onehot.bool(), onehot.to(torch.uint8)):  # F.one_hot gives int64
         assert soft_cldice(probs, target).item() == pytest.approx(ref.item(), abs=1e-12)
-    # SoftClDiceLoss works in float32, whatever the logits' dtype
+    # SoftClDiceLoss works in float32 for half-precision logits (as the other losses), float64 for float64
     for dtype in (torch.float64, torch.float16, torch.bfloat16):
         loss = SoftClDiceLoss()(logits.to(dtype), labels)
-        assert loss.dtype == torch.float32
+        assert loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
         expected = reference_cldice_loss(torch.softmax(logits.to(dtype).float(), 1), onehot.float())
         assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
 
@@ -487,12 +487,11 @@ def test_float_integer_labels_are_accepted() -> None:
     assert SoftClDiceLoss()(logits, labels.float()).item() == SoftClDiceLoss()(logits, labels).item()
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_error_non_finite_logits(bad: float) -> None:
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])  # (-inf: a probability of 0, finite)
+def test_non_finite_logits_give_a_non_finite_loss(bad: float) -> None:
     logits, labels = random_case((2, 3, 5, 5), seed=4)
     logits[1, 2, 0, 3] = bad
-    with pytest.raises(FloatingPointError, match="NaN/Inf"):
-        SoftClDiceLoss()(logits, labels)
+    assert not torch.isfinite(SoftClDiceLoss()(logits, labels))  # as nnU-Net's loss: no exception
 
 
 def test_error_label_shape() -> None:

@@ -286,11 +286,10 @@ def test_ignore_label_may_be_out_of_range() -> None:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_logits(bad: float) -> None:
+def test_non_finite_logits_give_a_non_finite_loss(bad: float) -> None:
     logits = torch.zeros(1, 3, 4, 4)
     logits[0, 1, 2, 2] = bad
-    with pytest.raises(FloatingPointError, match="NaN/Inf.*training diverged"):
-        ComboLoss()(logits, torch.zeros(1, 1, 4, 4, dtype=torch.long))
+    assert not torch.isfinite(ComboLoss()(logits, torch.zeros(1, 1, 4, 4, dtype=torch.long)))
 
 
 def test_extra_repr() -> None:

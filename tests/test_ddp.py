@@ -72,17 +72,25 @@ def _rank_slice(rank: int) -> slice:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    """One rank: every loss on this rank's half of the batch (one process group for all losses)."""
+    """One rank: every loss on this rank's half of the batch (one process group for all losses), counting
+    the collectives each loss call issues."""
+    from nnunet_ext.losses import distributed
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    gather, calls = distributed.all_gather, []
+    distributed.all_gather = lambda t: calls.append(t.shape) or gather(t)
     try:
         logits, labels = ddp_batch()
         for name in LOSSES:
+            calls.clear()
             local = logits[_rank_slice(rank)].clone().requires_grad_(True)
             loss = make_loss(name, ddp=True)(local, labels[_rank_slice(rank)])
             loss.backward()
-            torch.save({"loss": loss.detach(), "grad": local.grad}, f"{out_dir}/{name}_rank{rank}.pt")
+            torch.save({"loss": loss.detach(), "grad": local.grad, "collectives": len(calls)},
+                       f"{out_dir}/{name}_rank{rank}.pt")
     finally:
+        distributed.all_gather = gather
         dist.destroy_process_group()
 
 
@@ -123,6 +131,7 @@ def test_ddp_batch_dice_matches_single_process(name: str, ddp_results: Path) -> 
     mean_loss = sum(r["loss"].item() for r in results) / WORLD_SIZE
     assert mean_loss == pytest.approx(loss.item(), abs=1e-10)
     for rank, res in enumerate(results):
+        assert res["collectives"] == 1  # the sums of a loss term travel stacked, in one all-gather
         local_true = grad[_rank_slice(rank)]
         assert local_true.abs().max() > 1e-4
         torch.testing.assert_close(res["grad"], WORLD_SIZE * local_true, atol=1e-10, rtol=1e-7)

@@ -230,12 +230,12 @@ def test_ignore_label_outside_class_range_is_accepted() -> None:
     assert torch.isfinite(SoftSkeletonRecallLoss(ignore_label=3)(logits, skel))
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_error_non_finite_net_output(bad: float) -> None:
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])  # (-inf: a probability of 0, finite)
+def test_non_finite_net_output_on_the_skeleton_gives_a_non_finite_loss(bad: float) -> None:
     logits, skel = _ok_inputs()
+    skel[1, 0, 3, 0] = 2
     logits[1, 2, 3, 0] = bad
-    with pytest.raises(FloatingPointError, match=r"NaN/Inf.*lower the learning rate"):
-        SoftSkeletonRecallLoss()(logits, skel)
+    assert not torch.isfinite(SoftSkeletonRecallLoss()(logits, skel))  # as nnU-Net's loss: no exception
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -100,8 +100,7 @@ def test_region_losses_refuse_bad_targets(loss_class: type) -> None:
         loss(logits, torch.zeros(1, 1, 8, 8))  # a label map's shape
     with pytest.raises(ValueError, match="binary region masks"):
         loss(logits, torch.full((1, 2, 8, 8), 2))
-    with pytest.raises(FloatingPointError, match="NaN"):
-        loss(torch.full((1, 2, 8, 8), float("nan")), torch.zeros(1, 2, 8, 8))
+    assert not torch.isfinite(loss(torch.full((1, 2, 8, 8), float("nan")), torch.ones(1, 2, 8, 8)))
 
 
 class _Recorder(nn.Module):

@@ -12,9 +12,7 @@ from __future__ import annotations
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.losses import LossTerm, RegionClDiceLoss, SoftClDiceLoss
-from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
-from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
+from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 
 
 def cldice_term(trainer: nnUNetTrainer, weight: float, iterations: int = 3) -> LossTerm:
@@ -28,7 +26,7 @@ def cldice_term(trainer: nnUNetTrainer, weight: float, iterations: int = 3) -> L
     return LossTerm(loss, weight, "labels")
 
 
-class nnUNetTrainerClDice(TopologyValidationMixin, PreviousStageCheckMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerClDice(ExtTrainerBase):
     """nnU-Net's CE + Dice plus soft clDice (weight 1, k = 3 iterations)."""
 
     cldice_weight: float = 1.0

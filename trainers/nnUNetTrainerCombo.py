@@ -9,16 +9,13 @@ set ``combo_alpha`` / ``combo_beta``.
 
 from __future__ import annotations
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from nnunet_ext.losses import ComboLoss, RegionComboLoss
-from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
-from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
+from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 
 
-class nnUNetTrainerCombo(TopologyValidationMixin, PreviousStageCheckMixin, LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerCombo(ExtTrainerBase):
     """nnU-Net trained with the Combo loss (α = 0.5, β = 0.5) at every deep-supervision scale."""
 
     combo_alpha: float = 0.5

@@ -7,17 +7,12 @@ your own ``nnUNet_extTrainer`` folder and set ``skeleton_recall_weight``.
 
 from __future__ import annotations
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
 from nnunet_ext.losses import LossTerm, RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
-from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
-from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
+from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
-class nnUNetTrainerSkeletonRecall(TopologyValidationMixin, PreviousStageCheckMixin, SkeletonTargetMixin,
-                                  LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerSkeletonRecall(SkeletonTargetMixin, ExtTrainerBase):
     """nnU-Net with the tubed-skeleton target and the soft skeleton recall term (weight 1)."""
 
     skeleton_recall_weight: float = 1.0

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_ext.losses import ClassificationGuidedLoss, HybridLoss
 from nnunet_ext.networks import UNet3Plus
 from nnunet_ext.regions import RegionDefinitionError
-from nnunet_ext.trainers.loss_terms_mixin import LossTermsMixin
+from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
-from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
 class UNet3PlusNetworkMixin(PlansNetworkMixin):
@@ -39,7 +36,7 @@ class UNet3PlusNetworkMixin(PlansNetworkMixin):
         return {"cat_channels": cls.unet3plus_cat_channels}
 
 
-class nnUNetTrainerUNet3Plus(TopologyValidationMixin, PreviousStageCheckMixin, UNet3PlusNetworkMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3Plus(UNet3PlusNetworkMixin, ExtTrainerBase):
     """UNet 3+ trained with nnU-Net's CE + Dice."""
 
 
@@ -54,8 +51,7 @@ def _bare_network(network: nn.Module) -> nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-class nnUNetTrainerUNet3PlusCGM(TopologyValidationMixin, PreviousStageCheckMixin, UNet3PlusNetworkMixin,
-                                LossTermsMixin, nnUNetTrainer):
+class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, ExtTrainerBase):
     """UNet 3+ with the CGM, trained with the hybrid loss (focal + MS-SSIM + IoU) and the CGM's BCE.
 
     The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode).

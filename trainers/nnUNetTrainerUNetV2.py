@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
 from nnunet_ext.networks import UNetV2
+from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
-from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageCheckMixin
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
 
 
 class UNetV2NetworkMixin(PlansNetworkMixin):
@@ -31,7 +28,7 @@ class UNetV2NetworkMixin(PlansNetworkMixin):
         return {"sdi_channels": cls.unetv2_sdi_channels}
 
 
-class nnUNetTrainerUNetV2(TopologyValidationMixin, PreviousStageCheckMixin, UNetV2NetworkMixin, nnUNetTrainer):
+class nnUNetTrainerUNetV2(UNetV2NetworkMixin, ExtTrainerBase):
     """U-Net v2 trained with nnU-Net's CE + Dice."""
 
 

@@ -15,43 +15,18 @@ Mix in before the nnU-Net trainer class: ``class T(SkeletonTargetMixin, nnUNetTr
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
-from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.regions import check_region_definitions, refuse_ignore_label_with_regions
+from nnunet_ext.trainers.pipeline_edits import (
+    edited_pipeline,
+    insert_after_region_conversion,
+    insert_before_target_conversion,
+)
 from nnunet_ext.transforms import RegionSkeletonTransform, SkeletonTransform
-
-_TARGET_CONVERSIONS = (ConvertSegmentationToRegionsTransform, DownsampleSegForDSTransform)
-
-
-def insert_before_target_conversion(pipeline: ComposeTransforms, transform,
-                                    conversions: tuple[type, ...] = _TARGET_CONVERSIONS) -> ComposeTransforms:
-    """Insert ``transform`` after nnU-Net's label clean-up and cascade steps, before
-    region conversion and deep-supervision downsampling (in place; returns ``pipeline``)."""
-    position = next((i for i, t in enumerate(pipeline.transforms) if isinstance(t, conversions)),
-                    len(pipeline.transforms))
-    pipeline.transforms.insert(position, transform)
-    return pipeline
-
-
-def insert_after_region_conversion(pipeline: ComposeTransforms, transform) -> ComposeTransforms:
-    """Insert ``transform`` right after nnU-Net's ConvertSegmentationToRegionsTransform (in place)."""
-    if not any(isinstance(t, ConvertSegmentationToRegionsTransform) for t in pipeline.transforms):
-        raise ValueError("region-based pipeline without ConvertSegmentationToRegionsTransform: "
-                         "nnU-Net's get_training_transforms/get_validation_transforms add it when given regions")
-    return insert_before_target_conversion(pipeline, transform, (DownsampleSegForDSTransform,))
-
-
-def _bound_arguments(method: Callable, args: tuple, kwargs: dict) -> dict:
-    bound = inspect.signature(method).bind(*args, **kwargs)
-    bound.apply_defaults()
-    return bound.arguments
 
 
 def labels_channels(target: torch.Tensor | list[torch.Tensor],
@@ -102,23 +77,23 @@ class SkeletonTargetMixin:
                                        fallback=cls.skeleton_fallback)
 
     @classmethod
-    def _with_skeleton(cls, nnunet_method: Callable, build: Callable, args: tuple, kwargs: dict) -> ComposeTransforms:
-        """``build(*args, **kwargs)`` (nnU-Net's pipeline) with the skeleton transform inserted."""
-        arguments = _bound_arguments(nnunet_method, args, kwargs)
+    def _with_skeleton(cls, pipeline: ComposeTransforms, arguments: dict) -> ComposeTransforms:
+        """nnU-Net's pipeline with the skeleton transform inserted (in place)."""
         regions, ignore_label = arguments["regions"], arguments["ignore_label"]
+        deep_supervision = arguments["deep_supervision_scales"] is not None
         if regions is None:
-            return insert_before_target_conversion(build(*args, **kwargs), cls.skeleton_transform(ignore_label))
+            return insert_before_target_conversion(pipeline, cls.skeleton_transform(ignore_label), deep_supervision)
         refuse_ignore_label_with_regions(ignore_label, cls.__name__)  # regions_class_order: in initialize()
-        return insert_after_region_conversion(build(*args, **kwargs), cls.region_skeleton_transform(len(regions)))
+        return insert_after_region_conversion(pipeline, cls.region_skeleton_transform(len(regions)), deep_supervision)
 
     @classmethod
     def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        return cls._with_skeleton(nnUNetTrainer.get_training_transforms, super().get_training_transforms, args, kwargs)
+        return edited_pipeline(cls, SkeletonTargetMixin, "get_training_transforms", args, kwargs, cls._with_skeleton)
 
     @classmethod
     def get_validation_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        return cls._with_skeleton(nnUNetTrainer.get_validation_transforms, super().get_validation_transforms, args,
-                                  kwargs)
+        return edited_pipeline(cls, SkeletonTargetMixin, "get_validation_transforms", args, kwargs,
+                               cls._with_skeleton)
 
     def initialize(self) -> None:
         if self.label_manager.has_regions:

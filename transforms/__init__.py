@@ -1,7 +1,9 @@
 """batchgenerators transforms of nnunet_ext (picklable; safe in spawn/fork workers)."""
 
 from nnunet_ext.transforms.classic_skeleton_transform import ClassicSkeletonTransform
+from nnunet_ext.transforms.label_check_transform import LabelCheckTransform, LabelValueError
 from nnunet_ext.transforms.region_skeleton_transform import RegionSkeletonTransform
 from nnunet_ext.transforms.skeleton_transform import SkeletonTransform
 
-__all__ = ["SkeletonTransform", "ClassicSkeletonTransform", "RegionSkeletonTransform"]
+__all__ = ["ClassicSkeletonTransform", "LabelCheckTransform", "LabelValueError", "RegionSkeletonTransform",
+           "SkeletonTransform"]

@@ -13,12 +13,18 @@ Skeletons are computed for the foreground channels only, the target's without au
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from nnunet_ext.losses.distributed import all_gather_sum
+from nnunet_ext.losses.distributed import all_gather_sums
+from nnunet_ext.losses.input_checks import (
+    ValueCheckOnce,
+    check_label_values,
+    check_logits_and_labels,
+    check_logits_and_regions,
+    check_region_values,
+)
+from nnunet_ext.losses.prepare import as_float_logits
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
-from nnunet_ext.losses.validation import check_logits_and_labels, check_logits_and_regions
 
 
 def _check_probabilities(probs: torch.Tensor, onehot: torch.Tensor, background_channel: bool) -> None:
@@ -40,10 +46,27 @@ def _check_probabilities(probs: torch.Tensor, onehot: torch.Tensor, background_c
         raise ValueError(f"the one-hot target must hold values in [0, 1], got [{lo_t:.3g}, {hi_t:.3g}]")
 
 
+def cldice_of_scored_channels(pred: torch.Tensor, true: torch.Tensor, iterations: int, smooth: float,
+                              batch_dice: bool, ddp: bool) -> torch.Tensor:
+    """``1 - mean clDice`` of probability maps ``pred`` and targets ``true``, both (B, K, X, Y[, Z]), every
+    channel scored; no checks, no device sync (the loss modules' hot path)."""
+    skel_pred = soft_skeletonize(pred, iterations)
+    with torch.no_grad():
+        skel_true = soft_skeletonize(true, iterations)
+    axes = (0, *range(2, pred.ndim)) if batch_dice else tuple(range(2, pred.ndim))
+    sums = [(skel_pred * true).sum(axes), skel_pred.sum(axes), (skel_true * pred).sum(axes), skel_true.sum(axes)]
+    if batch_dice and ddp:
+        sums = all_gather_sums(*sums)
+    pred_in_true, pred_size, true_covered, true_size = sums
+    tprec = (pred_in_true + smooth) / (pred_size + smooth)
+    tsens = (true_covered + smooth) / (true_size + smooth)
+    return 1 - (2 * tprec * tsens / (tprec + tsens)).mean()
+
+
 def soft_cldice(probs: torch.Tensor, onehot: torch.Tensor, iterations: int = 3, smooth: float = 1.0,
                 batch_dice: bool = False, valid: torch.Tensor | None = None, ddp: bool = False,
                 background_channel: bool = True) -> torch.Tensor:
-    """1 - mean soft clDice over foreground classes (or over all regions).
+    """1 - mean soft clDice over foreground classes (or over all regions), with input checks.
 
     Args:
         probs: (B, C, X, Y[, Z]) probabilities: softmax with channel 0 = background, or (with
@@ -57,27 +80,17 @@ def soft_cldice(probs: torch.Tensor, onehot: torch.Tensor, iterations: int = 3, 
         background_channel: channel 0 is background and is left out (softmax outputs).
 
     Returns:
-        Scalar loss in [0, 1].
+        Scalar loss in [0, 1]. The value checks cost a host sync; the loss modules skip them.
     """
     _check_probabilities(probs, onehot, background_channel)
     first = 1 if background_channel else 0
     pred, true = probs[:, first:], onehot[:, first:].to(probs.dtype)
     if valid is not None:
         pred, true = pred * valid, true * valid
-    skel_pred = soft_skeletonize(pred, iterations)
-    with torch.no_grad():
-        skel_true = soft_skeletonize(true, iterations)
-    axes = (0, *range(2, pred.ndim)) if batch_dice else tuple(range(2, pred.ndim))
-    sums = [(skel_pred * true).sum(axes), skel_pred.sum(axes), (skel_true * pred).sum(axes), skel_true.sum(axes)]
-    if batch_dice and ddp and dist.is_available() and dist.is_initialized():
-        sums = [all_gather_sum(t) for t in sums]
-    pred_in_true, pred_size, true_covered, true_size = sums
-    tprec = (pred_in_true + smooth) / (pred_size + smooth)
-    tsens = (true_covered + smooth) / (true_size + smooth)
-    return 1 - (2 * tprec * tsens / (tprec + tsens)).mean()
+    return cldice_of_scored_channels(pred, true, iterations, smooth, batch_dice, ddp)
 
 
-class SoftClDiceLoss(nn.Module):
+class SoftClDiceLoss(ValueCheckOnce, nn.Module):
     """clDice loss on nnU-Net's (logits, integer labels) pair, multi-class, background excluded.
 
     Args:
@@ -85,8 +98,10 @@ class SoftClDiceLoss(nn.Module):
             vessels up to about 3 voxels radius; raise it for thicker structures).
         smooth: the smoothing term s of Tprec and Tsens.
         batch_dice: nnU-Net's batch_dice (sums over the batch too).
-        ddp: all-gather the sums across ranks (with batch_dice).
+        ddp: all-gather the sums across ranks (with batch_dice), one collective.
         ignore_label: target voxels with this value are zeroed in prediction and target.
+
+    The labels' values are checked on the first call only (no device sync afterwards).
     """
 
     def __init__(self, iterations: int = 3, smooth: float = 1.0, batch_dice: bool = False, ddp: bool = False,
@@ -102,12 +117,16 @@ class SoftClDiceLoss(nn.Module):
 
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss for logits (B, C, X, Y[, Z]) and integer labels (B, 1, X, Y[, Z]); a scalar in [0, 1]."""
-        valid = check_logits_and_labels(net_output, target, self.ignore_label)
-        probs = torch.softmax(net_output.float(), 1)
-        labels = target.long() if valid is None else torch.where(valid, target, 0).long()
-        onehot = torch.zeros_like(probs).scatter_(1, labels, 1)
-        mask = None if valid is None else valid.to(probs.dtype)
-        return soft_cldice(probs, onehot, self.iterations, self.smooth, self.batch_dice, mask, self.ddp)
+        check_logits_and_labels(net_output, target)
+        num_classes = net_output.shape[1]
+        self.check_values_once(check_label_values, target, num_classes, self.ignore_label)
+        probs = torch.softmax(as_float_logits(net_output), 1)[:, 1:]
+        classes = torch.arange(1, num_classes, device=target.device).view(1, -1, *([1] * (target.ndim - 2)))
+        true = (target == classes).to(probs.dtype)  # one-hot without background; other labels: no class
+        if self.ignore_label is not None:
+            valid = (target != self.ignore_label).to(probs.dtype)
+            probs, true = probs * valid, true * valid
+        return cldice_of_scored_channels(probs, true, self.iterations, self.smooth, self.batch_dice, self.ddp)
 
 
 class RegionClDiceLoss(SoftClDiceLoss):
@@ -123,6 +142,7 @@ class RegionClDiceLoss(SoftClDiceLoss):
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss for region logits (B, R, X, Y[, Z]) and binary region masks of the same shape; in [0, 1]."""
         check_logits_and_regions(net_output, target)
-        probs = torch.sigmoid(net_output.float())
-        return soft_cldice(probs, target.to(probs.dtype), self.iterations, self.smooth, self.batch_dice,
-                           ddp=self.ddp, background_channel=False)
+        self.check_values_once(check_region_values, target)
+        probs = torch.sigmoid(as_float_logits(net_output))
+        return cldice_of_scored_channels(probs, target.to(probs.dtype), self.iterations, self.smooth,
+                                         self.batch_dice, self.ddp)

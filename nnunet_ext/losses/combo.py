@@ -18,12 +18,18 @@ import math
 import numbers
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from nnunet_ext.losses.distributed import all_gather_sum
-from nnunet_ext.losses.validation import check_logits_and_labels, check_logits_and_regions
+from nnunet_ext.losses.distributed import all_gather_sums
+from nnunet_ext.losses.input_checks import (
+    ValueCheckOnce,
+    check_label_values,
+    check_logits_and_labels,
+    check_logits_and_regions,
+    check_region_values,
+)
+from nnunet_ext.losses.prepare import as_float_logits
 
 
 def _log_p_and_log_not_p(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +66,7 @@ def _check_unit_interval(name: str, value: float, meaning: str) -> float:
     return float(value)
 
 
-class ComboLoss(nn.Module):
+class ComboLoss(ValueCheckOnce, nn.Module):
     """Combo loss ``alpha * wCE + (1 - alpha) * (1 - Dice)`` on nnU-Net's (logits, integer labels) pair.
 
     Args:
@@ -72,7 +78,7 @@ class ComboLoss(nn.Module):
         smooth: added to numerator and denominator of the Dice.
         ignore_label: target voxels with this value (may be >= C) count in neither term.
         ddp: with batch_dice and an initialized process group, sum the Dice sums over all ranks
-            (differentiably) before dividing, as nnU-Net's own Dice does.
+            (differentiably, one collective) before dividing, as nnU-Net's own Dice does.
         eps: the logs are clamped at ln(eps), i.e. p is clipped to [eps, 1 - eps] as in the paper.
             This bounds each voxel's term by -ln(eps) but gives voxels that are wrong with p < eps no
             cross-entropy gradient; eps=0 uses the exact (unbounded, always finite) logs. In [0, 0.5).
@@ -103,11 +109,11 @@ class ComboLoss(nn.Module):
 
         Returns a scalar (float32, or float64 for float64 logits); 0 for a perfect prediction.
         """
-        valid = check_logits_and_labels(net_output, target, self.ignore_label)
+        check_logits_and_labels(net_output, target)
+        self.check_values_once(check_label_values, target, net_output.shape[1], self.ignore_label)
+        valid = None if self.ignore_label is None else target != self.ignore_label
 
-        logits = net_output
-        if logits.dtype not in (torch.float32, torch.float64):
-            logits = logits.float()
+        logits = as_float_logits(net_output)
         log_p, log_not_p = _log_p_and_log_not_p(logits)
         log_p, log_not_p = log_p[:, 1:], log_not_p[:, 1:]  # foreground classes only
         probs = torch.exp(log_p)
@@ -140,8 +146,8 @@ class ComboLoss(nn.Module):
         intersection = torch.where(on_class, probs, 0).sum(axes)
         pred_size = probs.sum(axes)
         true_size = on_class.sum(axes).to(probs.dtype)
-        if self.batch_dice and self.ddp and dist.is_available() and dist.is_initialized():
-            intersection, pred_size, true_size = (all_gather_sum(t) for t in (intersection, pred_size, true_size))
+        if self.batch_dice and self.ddp:
+            intersection, pred_size, true_size = all_gather_sums(intersection, pred_size, true_size)
         dice = ((2 * intersection + self.smooth) / (pred_size + true_size + self.smooth)).mean()
 
         return self.alpha * wce + (1 - self.alpha) * (1 - dice)
@@ -167,7 +173,8 @@ class RegionComboLoss(ComboLoss):
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss for region logits (B, R, *spatial) and binary region masks of the same shape; a scalar."""
         check_logits_and_regions(net_output, target)
-        logits = net_output if net_output.dtype in (torch.float32, torch.float64) else net_output.float()
+        self.check_values_once(check_region_values, target)
+        logits = as_float_logits(net_output)
         probs = torch.sigmoid(logits)
         log_p, log_not_p = self._clamped(-F.softplus(-logits), -F.softplus(logits))
         return self._combine(log_p, log_not_p, probs, target.bool(), None)

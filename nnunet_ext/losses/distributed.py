@@ -22,3 +22,15 @@ def all_gather_sum(t: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()):
         return t
     return torch.stack(all_gather(t), dim=0).sum(dim=0)
+
+
+def all_gather_sums(*sums: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``all_gather_sum`` of several same-shaped tensors with one collective (they are stacked).
+
+    The results have the dtype of the stack (torch's type promotion of the inputs); unchanged
+    (but promoted) when torch.distributed is not initialized.
+    """
+    dtype = sums[0].dtype
+    for t in sums[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(all_gather_sum(torch.stack([t.to(dtype) for t in sums])).unbind(0))

@@ -24,12 +24,12 @@ import math
 import numbers
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from nnunet_ext.losses.distributed import all_gather_sum
+from nnunet_ext.losses.distributed import all_gather_sums
+from nnunet_ext.losses.input_checks import ValueCheckOnce, check_label_values, check_logits_and_labels
 from nnunet_ext.losses.ms_ssim import ms_ssim
-from nnunet_ext.losses.validation import check_logits_and_labels
+from nnunet_ext.losses.prepare import as_float_logits, class_index
 
 
 def _check_non_negative(name: str, value: float, meaning: str) -> float:
@@ -38,18 +38,17 @@ def _check_non_negative(name: str, value: float, meaning: str) -> float:
     return float(value)
 
 
-def _prepare(net_output: torch.Tensor, target: torch.Tensor, ignore_label: int | None
+def _prepare(net_output: torch.Tensor, target: torch.Tensor, ignore_label: int | None, check_values: bool = True
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Validate; return float log-probabilities (B, C, *spatial), labels (B, 1, *spatial) with ignored
-    voxels set to background (0), and the valid mask (B, 1, *spatial) or None."""
-    valid = check_logits_and_labels(net_output, target, ignore_label)
-    logits = net_output
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
-    labels = target.long()
-    if valid is not None:
-        labels = torch.where(valid, labels, 0)
-    return torch.log_softmax(logits, dim=1), labels, valid
+    """Check (label values only with ``check_values``: a host sync); return float log-probabilities
+    (B, C, *spatial), labels (B, 1, *spatial) with ignored voxels set to background (0), and the valid
+    mask (B, 1, *spatial) or None."""
+    check_logits_and_labels(net_output, target)
+    if check_values:
+        check_label_values(target, net_output.shape[1], ignore_label)
+    valid = None if ignore_label is None else target != ignore_label
+    labels = class_index(target if valid is None else torch.where(valid, target, 0), net_output.shape[1])
+    return torch.log_softmax(as_float_logits(net_output), dim=1), labels, valid
 
 
 def _foreground_maps(log_probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None
@@ -84,8 +83,8 @@ def _soft_iou(probs: torch.Tensor, onehot: torch.Tensor, batch_dice: bool, smoot
     intersection = (probs * onehot).sum(axes)
     pred_size = probs.sum(axes)
     true_size = onehot.sum(axes)
-    if batch_dice and ddp and dist.is_available() and dist.is_initialized():
-        intersection, pred_size, true_size = (all_gather_sum(t) for t in (intersection, pred_size, true_size))
+    if batch_dice and ddp:
+        intersection, pred_size, true_size = all_gather_sums(intersection, pred_size, true_size)
     iou = (intersection + smooth) / (pred_size + true_size - intersection + smooth)
     return 1 - iou.mean()
 
@@ -125,7 +124,7 @@ def ms_ssim_loss(net_output: torch.Tensor, target: torch.Tensor, ignore_label: i
     return 1 - ms_ssim(probs, onehot).mean()
 
 
-class HybridLoss(nn.Module):
+class HybridLoss(ValueCheckOnce, nn.Module):
     """UNet 3+ hybrid loss ``focal + (1 - MS-SSIM) + (1 - IoU)``, each term weighted, on logits and labels.
 
     Args:
@@ -138,7 +137,9 @@ class HybridLoss(nn.Module):
         ignore_label: target voxels with this value (may be >= C) are excluded from the focal and IoU
             terms and set to 0 in both maps of the MS-SSIM.
         ddp: with batch_dice and an initialized process group, sum the IoU sums over all ranks
-            (differentiably) before dividing, as nnU-Net's own Dice does.
+            (differentiably, one collective) before dividing, as nnU-Net's own Dice does.
+
+    The labels' values are checked on the first call only (no device sync afterwards).
     """
 
     def __init__(self, focal_weight: float = 1.0, ms_ssim_weight: float = 1.0, iou_weight: float = 1.0,
@@ -169,7 +170,8 @@ class HybridLoss(nn.Module):
         Returns a scalar (float32, or float64 for float64 logits), >= 0; 0 for a perfect prediction
         (up to the smoothing and the saturation of the softmax).
         """
-        log_probs, labels, valid = _prepare(net_output, target, self.ignore_label)
+        log_probs, labels, valid = _prepare(net_output, target, self.ignore_label, check_values=False)
+        self.check_values_once(check_label_values, target, net_output.shape[1], self.ignore_label)
         terms = []
         if self.focal_weight > 0:
             terms.append(self.focal_weight * _focal(log_probs, labels, valid, self.gamma))

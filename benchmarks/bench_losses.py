@@ -1,0 +1,152 @@
+"""Benchmark: the training losses' forward+backward against their straightforward forms and nnU-Net's CE+Dice.
+
+Two ratios the GPU issue asks for, measured side by side in one run on the same inputs:
+
+1. Skeleton Recall alone: ``SoftSkeletonRecallLoss`` vs the straightforward one-hot formulation
+   (softmax, one-hot of the skeleton by ``scatter_``, masked sums over the foreground channels).
+   Goal: ours / one-hot <= 1.0, same value to 1e-6.
+2. Whole trainer losses vs nnU-Net's own ``DC_and_CE_loss`` (CE + MemoryEfficientSoftDiceLoss, as
+   ``nnUNetTrainer._build_loss`` builds it): CE + Dice + Skeleton Recall (goal <= 1.3x), and, for
+   information, CE + Dice + clDice, Combo, and UNet 3+'s hybrid loss.
+
+Cases (``--quick``: small shapes, a check of the script): 3D batch 2, 64^3 with 14 and 3 foreground
+classes, 2D batch 12, 512^2 with 3 (nnU-Net's 2D batch size). Inputs: logits are a noisy copy of smooth
+random class fields, labels their argmax, the skeleton a sparse subset of the labels (~6% of the voxels),
+as the data pipeline delivers them. Every variant runs once to warm up, then ``--repeats`` times,
+interleaved (each repeat runs every variant once), on the machine's default torch threads; the median
+is reported. Wall clock on the CPU: ratios are what carries over, not milliseconds.
+
+Run:  .venv/bin/python benchmarks/bench_losses.py [--repeats 5] [--quick] [--skip-cldice]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+from nnunet_ext.losses import ComboLoss, CompoundLoss, HybridLoss, LossTerm, SoftClDiceLoss, SoftSkeletonRecallLoss
+
+# name: (batch, foreground classes, spatial, nnU-Net's batch_dice for such a configuration)
+CASES = {
+    "3D 2x64^3, 14 classes": (2, 14, (64, 64, 64), False),
+    "3D 2x64^3, 3 classes": (2, 3, (64, 64, 64), False),
+    "2D 12x512^2, 3 classes": (12, 3, (512, 512), True),
+}
+QUICK_CASES = {
+    "3D 2x24^3, 14 classes": (2, 14, (24, 24, 24), False),
+    "2D 4x64^2, 3 classes": (4, 3, (64, 64), True),
+}
+SKELETON_FRACTION = 0.06
+
+
+def make_inputs(batch: int, classes: int, spatial: tuple[int, ...], seed: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (B, C, *spatial) float32, labels and skeleton (B, 1, *spatial) int64; C = classes + 1."""
+    gen = torch.Generator().manual_seed(seed)
+    channels = classes + 1
+    coarse = torch.randn(batch, channels, *(max(2, s // 8) for s in spatial), generator=gen)
+    mode = "bilinear" if len(spatial) == 2 else "trilinear"
+    fields = F.interpolate(coarse, size=spatial, mode=mode, align_corners=False)
+    fields[:, 0] += 0.8  # background is the most frequent class, as in thin-structure data
+    labels = fields.argmax(1, keepdim=True)
+    logits = 3 * fields + torch.randn(fields.shape, generator=gen)
+    on_skeleton = torch.rand(labels.shape, generator=gen) < SKELETON_FRACTION
+    skeleton = torch.where(on_skeleton, labels, 0)
+    return logits, labels, skeleton
+
+
+def one_hot_skeleton_recall(logits: torch.Tensor, skeleton: torch.Tensor, batch_dice: bool,
+                            smooth: float = 1e-5) -> torch.Tensor:
+    """The straightforward formulation: softmax, one-hot of the skeleton by scatter, masked sums."""
+    probs = torch.softmax(logits, 1)
+    onehot = torch.zeros_like(probs).scatter_(1, skeleton, 1)
+    axes = (0, *range(2, logits.ndim)) if batch_dice else tuple(range(2, logits.ndim))
+    intersection = (probs[:, 1:] * onehot[:, 1:]).sum(axes)
+    size = onehot[:, 1:].sum(axes)
+    return -((intersection + smooth) / (size + smooth)).mean()
+
+
+def nnunet_ce_dice(batch_dice: bool) -> torch.nn.Module:
+    """nnU-Net's loss as nnUNetTrainer builds it (no ignore label, no DDP)."""
+    return DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                          weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+
+
+def variants(batch_dice: bool, skip_cldice: bool) -> dict[str, Callable[[torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor], torch.Tensor]]:
+    """name -> loss(logits, labels, skeleton)."""
+    ce_dice = nnunet_ce_dice(batch_dice)
+    recall = SoftSkeletonRecallLoss(batch_dice=batch_dice)
+    with_recall = CompoundLoss([LossTerm(ce_dice, 1.0, "labels"), LossTerm(recall, 1.0, "skeleton")])
+    out = {
+        "SR one-hot": lambda z, y, s: one_hot_skeleton_recall(z, s, batch_dice),
+        "SR ours": lambda z, y, s: recall(z, s),
+        "CE+Dice (nnU-Net)": lambda z, y, s: ce_dice(z, y),
+        "CE+Dice+SR": lambda z, y, s: with_recall(z, torch.cat([y, s], 1)),
+        "Combo": lambda z, y, s: ComboLoss(batch_dice=batch_dice)(z, y),
+        "Hybrid (UNet 3+)": lambda z, y, s: HybridLoss(batch_dice=batch_dice)(z, y),
+    }
+    if not skip_cldice:
+        cldice = CompoundLoss([LossTerm(ce_dice, 1.0, "labels"),
+                               LossTerm(SoftClDiceLoss(batch_dice=batch_dice), 1.0, "labels")])
+        out["CE+Dice+clDice"] = lambda z, y, s: cldice(z, y)
+    return out
+
+
+def forward_backward(loss: Callable, logits: torch.Tensor, labels: torch.Tensor, skeleton: torch.Tensor
+                     ) -> tuple[float, float]:
+    """Seconds of one forward+backward, and the loss value."""
+    z = logits.detach().requires_grad_(True)
+    start = time.perf_counter()
+    value = loss(z, labels, skeleton)
+    value.backward()
+    return time.perf_counter() - start, value.item()
+
+
+def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], batch_dice: bool, repeats: int,
+             skip_cldice: bool) -> dict[str, float]:
+    logits, labels, skeleton = make_inputs(batch, classes, spatial)
+    losses = variants(batch_dice, skip_cldice)
+    times: dict[str, list[float]] = {k: [] for k in losses}
+    values = {k: forward_backward(f, logits, labels, skeleton)[1] for k, f in losses.items()}  # warm-up
+    for _ in range(repeats):
+        for k, f in losses.items():
+            times[k].append(forward_backward(f, logits, labels, skeleton)[0])
+    median = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    print(f"\n{name} (batch_dice={batch_dice}, skeleton {skeleton.gt(0).float().mean().item():.1%} of voxels)")
+    print(f"  {'loss':<20} {'ms':>9}  {'ratio':>20}  value")
+    for k in losses:
+        base = "SR one-hot" if k.startswith("SR ") else "CE+Dice (nnU-Net)"
+        ratio = median[k] / median[base]
+        print(f"  {k:<20} {median[k]:9.1f}  {ratio:6.2f}x {base:<13}  {values[k]:.8f}")
+    diff = abs(values["SR ours"] - values["SR one-hot"])
+    print(f"  |SR ours - SR one-hot| = {diff:.2e}")
+    if diff > 1e-6:
+        raise SystemExit(f"{name}: Skeleton Recall differs from the one-hot formulation by {diff:.2e} > 1e-6")
+    return {"sr": median["SR ours"] / median["SR one-hot"],
+            "total": median["CE+Dice+SR"] / median["CE+Dice (nnU-Net)"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small shapes: a check of the script")
+    parser.add_argument("--skip-cldice", action="store_true", help="leave out CE+Dice+clDice (the slowest)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    ratios = {name: run_case(name, *case, args.repeats, args.skip_cldice)
+              for name, case in (QUICK_CASES if args.quick else CASES).items()}
+    print("\nsummary (goals: Skeleton Recall / one-hot <= 1.0x; CE+Dice+SR / CE+Dice <= 1.3x)")
+    for name, r in ratios.items():
+        print(f"  {name:<24} SR/one-hot {r['sr']:.2f}x   CE+Dice+SR / CE+Dice {r['total']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

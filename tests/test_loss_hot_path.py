@@ -1,0 +1,197 @@
+"""The losses on the training hot path: no device-to-host sync after the first call, label values checked
+once, non-finite logits give a non-finite loss (as nnU-Net's own loss), and Skeleton Recall's own-class
+formulation equals its one-hot definition (values and gradients).
+
+A host sync on a GPU is any read of a tensor's value into Python: ``.item()``, ``.tolist()``,
+``bool(t)``, ``int(t)``, ``float(t)``, ``.numpy()``, ``.cpu()``. On the CPU nothing syncs, so the
+tests make each of those raise while a loss runs forward and backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+
+from nnunet_ext.losses import (
+    ClassificationGuidedLoss,
+    ComboLoss,
+    HybridLoss,
+    RegionClDiceLoss,
+    RegionComboLoss,
+    RegionSkeletonRecallLoss,
+    SoftClDiceLoss,
+    SoftSkeletonRecallLoss,
+)
+from nnunet_ext.losses.skeleton_recall import own_class_sums
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__")
+
+
+@contextmanager
+def no_host_sync() -> Iterator[None]:
+    """Make every read of a tensor value into Python raise inside the block."""
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def forbidden(name: str) -> Callable:
+        def read(*_args, **_kwargs):
+            raise AssertionError(f"host sync on the hot path: Tensor.{name}")
+        return read
+
+    try:
+        for name in HOST_READS:
+            setattr(torch.Tensor, name, forbidden(name))
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(torch.Tensor, name, method)
+
+
+def _labels(shape: tuple[int, ...], classes: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, classes, shape, generator=torch.Generator().manual_seed(seed))
+
+
+class OnRegions(nn.Module):
+    """A region loss fed from a label batch: regions (labels >= 1, labels == 2) and logits channels 1, 2."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits[:, 1:], torch.cat([labels >= 1, labels == 2], 1).to(labels.dtype))
+
+
+class WithCGM(nn.Module):
+    """ClassificationGuidedLoss around the hybrid loss, with fixed classification logits."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        self.cls_logits = torch.zeros(2, 2, requires_grad=True)
+        self.loss = ClassificationGuidedLoss(HybridLoss(**kwargs), lambda: self.cls_logits,
+                                             ignore_label=kwargs.get("ignore_label"))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, labels)
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {
+    "skeleton_recall": SoftSkeletonRecallLoss,
+    "cldice": SoftClDiceLoss,
+    "combo": lambda **kw: ComboLoss(alpha=0.3, beta=0.7, **kw),
+    "hybrid": HybridLoss,
+    "cgm_hybrid": WithCGM,
+    "region_skeleton_recall": lambda ignore_label=None, **kw: OnRegions(RegionSkeletonRecallLoss(**kw)),
+    "region_cldice": lambda ignore_label=None, **kw: OnRegions(RegionClDiceLoss(**kw)),
+    "region_combo": lambda ignore_label=None, **kw: OnRegions(RegionComboLoss(**kw)),
+}
+
+
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("name", LOSSES)
+def test_no_host_sync_after_the_first_call(name: str, batch_dice: bool) -> None:
+    logits = torch.randn(2, 3, 12, 10)
+    labels = _labels((2, 1, 12, 10), 3)
+    labels[0, 0, 0, :3] = 3  # the ignore label
+    loss = LOSSES[name](batch_dice=batch_dice, ignore_label=3)
+    loss(logits, labels)  # the first call checks the label values once
+    z = logits.clone().requires_grad_(True)
+    with no_host_sync():
+        value = loss(z, labels)
+        value.backward()
+    assert torch.isfinite(value) and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_the_detector_catches_a_sync() -> None:
+    with no_host_sync(), pytest.raises(AssertionError, match="Tensor.item"):
+        torch.ones(1).sum().item()
+
+
+@pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid"])
+def test_label_values_are_checked_on_the_first_call_until_they_pass(name: str) -> None:
+    logits, labels = torch.randn(1, 3, 6, 6), _labels((1, 1, 6, 6), 3)
+    bad = labels.clone()
+    bad[0, 0, 2, 2] = 5
+    loss = LOSSES[name]()
+    for _ in range(2):  # a failed check is repeated on the next call
+        with pytest.raises(ValueError, match="contains label 5 but the network has C=3"):
+            loss(logits, bad)
+    loss(logits, labels)
+    assert loss._values_checked
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_labels_outside_the_classes_after_the_first_call_do_not_crash(name: str) -> None:
+    # nnU-Net's data pipeline checks every batch (LabelCheckTransform); unchecked later batches
+    # must still not index out of range deep in torch.
+    logits, labels = torch.randn(2, 3, 6, 6), _labels((2, 1, 6, 6), 3)
+    loss = LOSSES[name]()
+    loss(logits, labels)
+    labels[1, 0, 1, 1], labels[0, 0, 2, 2] = 9, -4
+    assert torch.isfinite(loss(logits, labels))
+
+
+# (+inf in a sigmoid region output and -inf anywhere are saturated probabilities, 1 and 0: finite)
+@pytest.mark.parametrize(("name", "bad"), [(name, bad) for name in ("cldice", "combo", "hybrid", "cgm_hybrid")
+                                           for bad in (float("nan"), float("inf"))]
+                         + [("region_cldice", float("nan")), ("region_combo", float("nan"))])
+def test_non_finite_logits_give_a_non_finite_loss_without_an_exception(name: str, bad: float) -> None:
+    logits, labels = torch.randn(2, 3, 8, 8), _labels((2, 1, 8, 8), 3)
+    logits[1, 1, 4, 4] = bad
+    assert not torch.isfinite(LOSSES[name]()(logits, labels))
+
+
+@pytest.mark.parametrize(("name", "bad"), [("skeleton_recall", float("nan")), ("skeleton_recall", float("inf")),
+                                           ("region_skeleton_recall", float("nan"))])
+def test_non_finite_logits_on_the_skeleton_give_a_non_finite_loss(name: str, bad: float) -> None:
+    logits, labels = torch.randn(2, 3, 8, 8), _labels((2, 1, 8, 8), 3)
+    labels[1, 0, 4, 4] = 2
+    logits[1, 2, 4, 4] = bad
+    assert not torch.isfinite(LOSSES[name]()(logits, labels))
+
+
+def one_hot_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The definition: softmax, one-hot of the labels (classes 0..C-1 only), per-class masked sums."""
+    num_classes = logits.shape[1]
+    probs = torch.softmax(logits, 1)
+    onehot = torch.stack([labels[:, 0] == c for c in range(num_classes)], 1).to(probs.dtype)
+    axes = tuple(range(2, logits.ndim))
+    return (probs * onehot).sum(axes)[:, 1:], onehot.sum(axes)[:, 1:]
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 9, 7), (3, 15, 5, 6, 4), (1, 2, 11, 3)])
+def test_own_class_sums_equal_the_one_hot_definition(shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(sum(shape))
+    logits = 4 * torch.randn(shape, generator=gen, dtype=torch.float64)
+    labels = torch.randint(-1, shape[1] + 2, (shape[0], 1, *shape[2:]), generator=gen)  # some out of range
+    weights = torch.randn(shape[0], shape[1] - 1, generator=gen, dtype=torch.float64)
+    z_ref, z_ours = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ref_sums, ref_counts = one_hot_sums(z_ref, labels)
+    sums, counts = own_class_sums(z_ours, labels.to(torch.int16))
+    torch.testing.assert_close(sums, ref_sums, rtol=0, atol=1e-12)
+    torch.testing.assert_close(counts, ref_counts, rtol=0, atol=0)
+    (ref_sums * weights).sum().backward()
+    (sums * weights).sum().backward()
+    torch.testing.assert_close(z_ours.grad, z_ref.grad, rtol=0, atol=1e-12)
+    assert z_ref.grad.abs().max() > 1e-3
+
+
+def test_own_class_sums_pass_gradcheck() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (2, 1, 5, 3), generator=gen)
+    assert torch.autograd.gradcheck(lambda z: own_class_sums(z, labels)[0], (logits,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_are_summed_in_float32(dtype: torch.dtype) -> None:
+    logits = 3 * torch.randn(1, 3, 64, 64)
+    labels = torch.ones(1, 1, 64, 64, dtype=torch.long)  # 4096 voxels: beyond fp16's exact integers
+    sums, counts = own_class_sums(logits.to(dtype), labels)
+    assert sums.dtype == counts.dtype == torch.float32
+    assert counts[0, 0].item() == 4096
+    ref, _ = own_class_sums(logits.to(dtype).float(), labels)
+    torch.testing.assert_close(sums, ref)
