@@ -22,6 +22,7 @@ from nnunet_ext.synthetic import write_raw_dataset
 TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
 DATASET_2D = 901  # 2 classes + ignore label, 2d configuration
 DATASET_3D = 902  # 1 class, 3d_fullres and a hand-made 3d_lowres configuration
+DATASET_2D_SMALL = 905  # 2 classes, 32x32 images: 4-stage networks for the torch.compile runs
 
 
 @dataclass
@@ -90,7 +91,9 @@ def nnunet_workspace(tmp_path_factory) -> NnunetWorkspace:
            "nnUNet_results": str(results),
            "nnUNet_extTrainer": os.pathsep.join([str(TEST_TRAINERS), str(trainers_path())]),
            # 2 cores: two augmentation workers; one export worker (nnU-Net spawns 8 by default)
-           "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "PYTHONUNBUFFERED": "1"}
+           "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "PYTHONUNBUFFERED": "1",
+           # torch.compile runs of the same network (several trainers) share their compiled graphs
+           "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor_cache")}
     return NnunetWorkspace(root, raw, preprocessed, results, env)
 
 
@@ -117,6 +120,15 @@ def dataset_3d(nnunet_workspace: NnunetWorkspace) -> Path:
             "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24]}
 
     plan_and_preprocess(nnunet_workspace, DATASET_3D, ("3d_fullres", "3d_lowres"), verify=True, edit_plans=add_lowres)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset_2d_small(nnunet_workspace: NnunetWorkspace) -> Path:
+    """Raw folder of a 2D dataset of 32x32 images with two vessel classes, planned and preprocessed (2d)."""
+    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_2D_SMALL, "Vessels2DSmall", dim=2, n_train=5, n_test=1,
+                               size=32, n_classes=2, seed=50)
+    plan_and_preprocess(nnunet_workspace, DATASET_2D_SMALL, ("2d",))
     return folder
 
 

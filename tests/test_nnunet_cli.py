@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import SimpleITK as sitk
 import torch
 
 from nnunet_ext.synthetic import write_raw_dataset
-from tests.conftest import DATASET_2D, DATASET_3D, NnunetWorkspace, plan_and_preprocess
+from tests.conftest import DATASET_2D, DATASET_2D_SMALL, DATASET_3D, NnunetWorkspace, plan_and_preprocess
 
 TINY = "nnUNetTrainerSkeletonRecallTiny"
 
@@ -135,58 +136,74 @@ def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: Nnun
 
 # trainer: (text its training log must contain, a state-dict key prefix its checkpoint must hold)
 TRAINERS = {
-    "nnUNetTrainerClDiceTiny": ("SoftClDiceLoss", "decoder.stages"),
-    "nnUNetTrainerComboTiny": ("ComboLoss", "decoder.stages"),
-    "nnUNetTrainerUNet3PlusTiny": ("nnunet_ext network: UNet3Plus", "decoder.stages.0.inputs"),
-    "nnUNetTrainerUNet3PlusCGMTiny": ("HybridLoss", "decoder.classifier"),
-    "nnUNetTrainerUNet3PlusSkeletonRecallTiny": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),
-    "nnUNetTrainerUNetV2Tiny": ("nnunet_ext network: UNetV2", "decoder.sdi"),
-    "nnUNetTrainerUNetV2SkeletonRecallTiny": ("SoftSkeletonRecallLoss", "decoder.sdi"),
+    "nnUNetTrainerSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages"),
+    "nnUNetTrainerClDice": ("SoftClDiceLoss", "decoder.stages"),
+    "nnUNetTrainerCombo": ("ComboLoss", "decoder.stages"),
+    "nnUNetTrainerUNet3Plus": ("nnunet_ext network: UNet3Plus", "decoder.stages.0.inputs"),
+    "nnUNetTrainerUNet3PlusCGM": ("HybridLoss", "decoder.classifier"),
+    "nnUNetTrainerUNet3PlusSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),
+    "nnUNetTrainerUNetV2": ("nnunet_ext network: UNetV2", "decoder.sdi"),
+    "nnUNetTrainerUNetV2SkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.sdi"),
 }
+COMPILED = [f"{name}CompiledTiny" for name in TRAINERS]
+
+
+def _check_training(fold: Path, trainer: str) -> str:
+    """The fold's checkpoint holds the trainer's network, its log names its loss or network; returns the log."""
+    assert (fold / "checkpoint_final.pth").is_file()
+    log_text, key_prefix = TRAINERS[trainer.removesuffix("CompiledTiny").removesuffix("Tiny")]
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert log_text in log
+    weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    assert any(key.startswith(key_prefix) for key in weights)
+    return log
+
+
+def _train_compiled(ws: NnunetWorkspace, trainer: str) -> None:
+    """2d fold 0 of the small dataset through nnU-Net's compile path, with nnU-Net's final validation (what
+    nnUNetv2_find_best_configuration reads)."""
+    _train(ws, DATASET_2D_SMALL, "2d", 1, trainer=trainer, extra_env={"nnUNet_n_proc_DA": "0"})
+
+
+@pytest.mark.parametrize("trainer", COMPILED)
+def test_trainers_train_compiled_and_predict(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path,
+                                             trainer: str):
+    """Every trainer on nnU-Net's GPU path: torch.compile (inductor, C++ on the CPU), train, validate, predict."""
+    _train_compiled(nnunet_workspace, trainer)
+    fold = _fold_folder(nnunet_workspace, dataset_2d_small, "2d", trainer)
+    log = _check_training(fold, trainer)
+    assert "Using torch.compile..." in log
+    difference, scale = map(float, re.search(r"compiled vs eager: max \|difference\| (\S+) of max \|output\| (\S+)",
+                                             log).groups())
+    assert difference <= 1e-4 * max(1.0, scale), (difference, scale)
+    assert (fold / "validation" / "summary_topology.json").is_file()
+    _predict_and_check(nnunet_workspace, dataset_2d_small, DATASET_2D_SMALL, "2d", {0, 1, 2}, trainer,
+                       LEAN_PREDICTION)
 
 
 # 3d_fullres through the CLI (besides Skeleton Recall above) for clDice's 3D soft skeleton and UNet 3+'s 3D
-# full-scale decoder; the other trainers' 3D networks and losses are built and run in-process
+# full-scale decoder, eager; the other trainers' 3D networks and losses are built and run in-process
 # (test_network_trainers.py, test_losses.py), which saves CI time.
-TRAINERS_3D = ["nnUNetTrainerClDiceTiny", "nnUNetTrainerUNet3PlusTiny"]
-MATRIX = [("2d", trainer) for trainer in TRAINERS] + [("3d_fullres", trainer) for trainer in TRAINERS_3D]
+@pytest.mark.parametrize("trainer", ["nnUNetTrainerClDiceTiny", "nnUNetTrainerUNet3PlusTiny"])
+def test_trainers_train_and_predict_3d(nnunet_workspace: NnunetWorkspace, dataset_3d: Path, trainer: str):
+    _train(nnunet_workspace, DATASET_3D, "3d_fullres", 1, trainer=trainer, extra_env=LEAN_TRAINING)
+    _check_training(_fold_folder(nnunet_workspace, dataset_3d, "3d_fullres", trainer), trainer)
+    _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1}, trainer, LEAN_PREDICTION)
 
 
-def _train_2d_with_validation(ws: NnunetWorkspace, trainer: str) -> None:
-    """2d fold 0 with nnU-Net's final validation (what nnUNetv2_find_best_configuration reads)."""
-    _train(ws, DATASET_2D, "2d", 1, trainer=trainer, extra_env={"nnUNet_n_proc_DA": "0"})
-
-
-@pytest.mark.parametrize(("configuration", "trainer"), MATRIX)
-def test_trainers_train_and_predict(nnunet_workspace: NnunetWorkspace, request, trainer: str, configuration: str):
-    if configuration == "2d":
-        dataset, dataset_id, labels = request.getfixturevalue("dataset_2d"), DATASET_2D, {0, 1, 2}
-        _train_2d_with_validation(nnunet_workspace, trainer)
-    else:
-        dataset, dataset_id, labels = request.getfixturevalue("dataset_3d"), DATASET_3D, {0, 1}
-        _train(nnunet_workspace, dataset_id, configuration, 1, trainer=trainer, extra_env=LEAN_TRAINING)
-    fold = _fold_folder(nnunet_workspace, dataset, configuration, trainer)
-    assert (fold / "checkpoint_final.pth").is_file()
-    log_text, key_prefix = TRAINERS[trainer]
-    assert log_text in "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
-    assert any(key.startswith(key_prefix) for key in weights)
-    _predict_and_check(nnunet_workspace, dataset, dataset_id, configuration, labels, trainer, LEAN_PREDICTION)
-
-
-def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d: Path):
-    """nnU-Net's model selection over all our trainers at once (their 2d folds from the matrix above)."""
-    trainers = [TINY, *TRAINERS]
-    for trainer in trainers:  # trained above unless this test runs alone
-        if not (_fold_folder(nnunet_workspace, dataset_2d, "2d", trainer) / "validation" / "summary.json").is_file():
-            _train_2d_with_validation(nnunet_workspace, trainer)
-    result = nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D), "-c", "2d", "-tr", *trainers,
-                                  "-f", "0", "--disable_ensembling")
-    for trainer in trainers:  # each one was scored from its own validation
+def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path):
+    """nnU-Net's model selection over all our trainers at once (their 2d folds from the compiled runs above)."""
+    for trainer in COMPILED:  # trained above unless this test runs alone
+        if not (_fold_folder(nnunet_workspace, dataset_2d_small, "2d", trainer) / "validation" / "summary.json"
+                ).is_file():
+            _train_compiled(nnunet_workspace, trainer)
+    result = nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D_SMALL), "-c", "2d", "-tr",
+                                  *COMPILED, "-f", "0", "--disable_ensembling")
+    for trainer in COMPILED:  # each one was scored from its own validation
         assert f"{trainer}__nnUNetPlans__2d" in result.stdout
-    instructions = (nnunet_workspace.results / dataset_2d.name / "inference_instructions.txt").read_text()
+    instructions = (nnunet_workspace.results / dataset_2d_small.name / "inference_instructions.txt").read_text()
     assert any(f"-tr {trainer} " in instructions or instructions.rstrip().endswith(f"-tr {trainer}")
-               for trainer in trainers)
+               for trainer in COMPILED)
 
 
 def test_network_named_in_a_plans_file_trains_and_predicts_with_stock_nnunet(nnunet_workspace: NnunetWorkspace,

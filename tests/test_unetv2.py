@@ -200,12 +200,34 @@ def test_sdi_is_the_hadamard_product_of_resized_maps() -> None:
     torch.testing.assert_close(sdi(features), expected)
 
 
-def test_sdi_product_keeps_input_dtype_and_rejects_wrong_count() -> None:
+def test_sdi_product_is_float32_and_rejects_wrong_count() -> None:
     sdi = SDI(2, 2, 0, nn.Conv2d).to(torch.bfloat16)
     out = sdi([torch.randn(1, 2, 4, 4, dtype=torch.bfloat16), torch.randn(1, 2, 2, 2, dtype=torch.bfloat16)])
-    assert out.dtype == torch.bfloat16
+    assert out.dtype == torch.float32  # a product of many half-precision factors needs float32's range
     with pytest.raises(ValueError, match="expects 2 feature maps"):
         sdi([torch.randn(1, 2, 4, 4)])
+
+
+def test_sdi_products_beyond_fp16_range_do_not_overflow_under_autocast() -> None:
+    """Large activations: each smoothed factor ~ +-40, their product over 4 stages ~ 1e6 > fp16's 65504."""
+    torch.manual_seed(0)
+    net = UNetV2(1, 4, [8, 16, 16, 16], nn.Conv2d, 3, [1, 2, 2, 2], 2, 3, 2, conv_bias=True,
+                 norm_op=nn.InstanceNorm2d, norm_op_kwargs={"affine": True}, nonlin=nn.LeakyReLU,
+                 deep_supervision=True, sdi_channels=4)
+    with torch.no_grad():
+        for sdi in net.decoder.sdi:
+            for conv in sdi.smooth:
+                conv.weight.zero_()
+                conv.bias.fill_(40.0)
+    x = torch.randn(1, 1, 32, 32)
+    reference = net(x)
+    assert max(o.abs().max().item() for o in reference) > 65504  # the fp32 outputs are beyond fp16's range
+    for dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype):
+            outputs = net(x)
+        for out, ref in zip(outputs, reference):
+            assert out.dtype == torch.float32 and torch.isfinite(out).all()
+            torch.testing.assert_close(out, ref, rtol=2e-2, atol=1e-2 * ref.abs().max().item())
 
 
 def test_channel_attention_with_zero_mlp_halves_the_input() -> None:

@@ -54,8 +54,8 @@ def _bare_network(network: nn.Module) -> nn.Module:
 class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, ExtTrainerBase):
     """UNet 3+ with the CGM, trained with the hybrid loss (focal + MS-SSIM + IoU) and the CGM's BCE.
 
-    The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode).
-    torch.compile is off: the loss reads the classification logits the network stores on itself.
+    The CGM suppresses the segmentation of patches it classifies as empty at inference (eval mode). The loss
+    reads the classification logits the network stores on itself in forward, also under torch.compile.
     """
 
     cgm_weight: ClassVar[float] = 1.0
@@ -77,6 +77,3 @@ class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, ExtTrainerBase):
         network = _bare_network(self.network)
         return ClassificationGuidedLoss(super()._build_loss(), lambda: network.classification_logits,
                                         weight=self.cgm_weight, ignore_label=self.label_manager.ignore_label)
-
-    def _do_i_compile(self) -> bool:
-        return False

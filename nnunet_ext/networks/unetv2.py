@@ -114,9 +114,8 @@ class SDI(nn.Module):
 
     The smoothing convs are plain 3x3 convs with bias (as in the paper), not conv -> norm -> nonlin
     blocks: a norm would re-centre each factor around zero before the product. The product is
-    accumulated in float32 and returned in the dtype of the input maps: under fp16 autocast the smoothed
-    factors are fp16, and a partial product of up to n_stages of them overflows far sooner than any
-    single factor.
+    accumulated and returned in float32: under fp16 autocast the smoothed factors are fp16, and a
+    product of up to n_stages of them leaves fp16's range (max 65504) far sooner than any single factor.
     """
 
     def __init__(self, n_levels: int, channels: int, target_level: int, conv_op: type[nn.Module]) -> None:
@@ -134,7 +133,7 @@ class SDI(nn.Module):
         for smooth, feature in zip(self.smooth, features):
             factor = smooth(resize_feature_map(feature, size)).float()
             product = factor if product is None else product * factor
-        return product.to(features[self.target_level].dtype)
+        return product
 
 
 class UNetV2Decoder(nn.Module):
@@ -167,14 +166,18 @@ class UNetV2Decoder(nn.Module):
         if len(skips) != n:
             raise ValueError(f"UNetV2Decoder expects {n} encoder skips (finest first), got {len(skips)}")
         reduced = [refine(skip) for refine, skip in zip(self.skip_refiners, skips)]
-        y = self.sdi[n - 1](reduced)
-        outputs = []
-        for s in range(n - 2, -1, -1):
-            y = self.upsample[s](y) + self.sdi[s](reduced)
-            if self.deep_supervision:
-                outputs.append(self.seg_layers[s](y))
-        if not self.deep_supervision:
-            return self.seg_layers[0](y)
+        infused = [sdi(reduced) for sdi in self.sdi]  # float32 products
+        # The products may exceed fp16's range: the light decoder after them (transposed convs, 1x1 heads)
+        # runs in float32 whatever autocast says, so mixed precision cannot turn them into inf.
+        with torch.autocast(infused[0].device.type, enabled=False):
+            y = infused[n - 1]
+            outputs = []
+            for s in range(n - 2, -1, -1):
+                y = self.upsample[s](y) + infused[s]
+                if self.deep_supervision:
+                    outputs.append(self.seg_layers[s](y))
+            if not self.deep_supervision:
+                return self.seg_layers[0](y)
         return outputs[::-1]
 
 

@@ -77,3 +77,59 @@ class nnUNetTrainerUNetV2SkeletonRecallTiny(TinyRun, nnUNetTrainerUNetV2Skeleton
 
 class nnUNetTrainerPlainTiny(TinyRun, nnUNetTrainer):
     """Stock nnU-Net, short: for networks named in a plans file's network_class_name."""
+
+
+class CompileOnCPU:
+    """Mixin: take nnU-Net's torch.compile path on the CPU too (nnU-Net compiles only on CUDA), as on a GPU.
+
+    Inductor generates C++ for the machine's compiler; the first run of a network compiles for tens of seconds,
+    later runs load the compiled graphs from inductor's cache. On the first training step the compiled
+    network's outputs are compared with the eager module's on the same batch and the difference is logged
+    (the training graph is the one compiled anyway, so the check costs no extra compilation).
+    """
+
+    def _do_i_compile(self) -> bool:
+        return True
+
+    def train_step(self, batch: dict) -> dict:
+        if not getattr(self, "_compile_compared", False):
+            self._compile_compared = True
+            data = batch["data"].to(self.device)
+            compiled, eager = self.network(data), self.network._orig_mod(data)
+            pairs = list(zip(compiled, eager)) if isinstance(eager, (list, tuple)) else [(compiled, eager)]
+            difference = max((c - e).abs().max().item() for c, e in pairs)
+            scale = max(e.abs().max().item() for _, e in pairs)
+            self.print_to_log_file(f"compiled vs eager: max |difference| {difference:.3e} of max |output| {scale:.3e}")
+        return super().train_step(batch)
+
+
+class nnUNetTrainerSkeletonRecallCompiledTiny(CompileOnCPU, nnUNetTrainerSkeletonRecallTiny):
+    pass
+
+
+class nnUNetTrainerClDiceCompiledTiny(CompileOnCPU, nnUNetTrainerClDiceTiny):
+    pass
+
+
+class nnUNetTrainerComboCompiledTiny(CompileOnCPU, nnUNetTrainerComboTiny):
+    pass
+
+
+class nnUNetTrainerUNet3PlusCompiledTiny(CompileOnCPU, nnUNetTrainerUNet3PlusTiny):
+    pass
+
+
+class nnUNetTrainerUNet3PlusCGMCompiledTiny(CompileOnCPU, nnUNetTrainerUNet3PlusCGMTiny):
+    pass
+
+
+class nnUNetTrainerUNet3PlusSkeletonRecallCompiledTiny(CompileOnCPU, nnUNetTrainerUNet3PlusSkeletonRecallTiny):
+    pass
+
+
+class nnUNetTrainerUNetV2CompiledTiny(CompileOnCPU, nnUNetTrainerUNetV2Tiny):
+    pass
+
+
+class nnUNetTrainerUNetV2SkeletonRecallCompiledTiny(CompileOnCPU, nnUNetTrainerUNetV2SkeletonRecallTiny):
+    pass
