@@ -21,7 +21,7 @@ gives ``(B, 2)`` logits, index 1 = "the patch contains foreground". They are sto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +178,8 @@ class UNet3Plus(PlansNetwork):
     ``n_conv_per_stage_decoder`` follows ``PlainConvUNet``'s order: entry 0 is the deepest decoder stage
     (``n_stages - 2``), the last entry the full-resolution one. Each count is the number of fusion blocks.
     """
+
+    plans_kwargs: ClassVar[tuple[str, ...]] = ("cat_channels", "cgm")
 
     def __init__(self, *args: Any, cat_channels: int = 64, cgm: bool = False, **kwargs: Any) -> None:
         cat_channels = check_positive_int("cat_channels", cat_channels, "channels of each full-scale input")

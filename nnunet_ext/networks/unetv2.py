@@ -20,7 +20,7 @@ Shapes (n stages, S_s = spatial size of stage s = input size // cumulative strid
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +205,8 @@ class UNetV2(PlansNetwork):
     ``n_conv_per_stage_decoder`` is accepted and validated (plans always carry it) but unused: the
     U-Net v2 decoder has no conv stages, only SDI maps, transposed convs and heads.
     """
+
+    plans_kwargs: ClassVar[tuple[str, ...]] = ("sdi_channels",)
 
     def __init__(self, *args: Any, sdi_channels: int = 32, **kwargs: Any) -> None:
         sdi_channels = check_positive_int("sdi_channels", sdi_channels, "channels of the SDI feature maps")

@@ -19,6 +19,7 @@ REFERENCE_BATCH = {2: 12, 3: 2}
 REFERENCE_GB = 8.0
 MIN_BATCH_SIZE = 2  # ExperimentPlanner.UNet_min_batch_size
 DEFAULT_TARGET_GB = 8.0  # nnU-Net's default gpu_memory_target_in_gb
+PLANS_KEY = "nnunet_ext"  # extra top-level key of plans written by plan-network: network, memory target
 
 
 def budget_units(dim: int, target_gb: float) -> float:
