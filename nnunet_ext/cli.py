@@ -17,6 +17,7 @@ Quick start:
   nnUNetv2_train 42 3d_fullres 0 -tr nnUNetTrainerSkeletonRecall
   nnUNetv2_predict -i IN -o OUT -d 42 -c 3d_fullres -tr nnUNetTrainerSkeletonRecall
   nnunet-ext evaluate GT_FOLDER OUT -djfile dataset.json -pfile nnUNetPlans.json
+  nnunet-ext plan-network -d 42 -n UNet3Plus        # then: nnUNetv2_train ... -p nnUNetPlansUNet3Plus
 """
 
 
@@ -115,6 +116,27 @@ def _show_skeleton_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_network_command(args: argparse.Namespace) -> int:
+    from nnunet_ext.planning.command import PlanNetworkError, describe, plan_network  # noqa: PLC0415
+    from nnunet_ext.planning.networks import NETWORKS  # noqa: PLC0415
+
+    try:
+        output, decisions = plan_network(args.d, args.n, args.gpu_memory_target, args.c, args.overwrite)
+    except PlanNetworkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    network = NETWORKS[args.n]
+    print(f"wrote {output}")
+    for decision in decisions:
+        print("  " + describe(decision, network, args.gpu_memory_target))
+    names = [decision.name for decision in decisions]
+    configuration = "3d_fullres" if "3d_fullres" in names else names[0]
+    print(f"train: nnUNetv2_train {args.d} {configuration} 0 -p {network.plans_identifier} "
+          f"[-tr {network.trainer}]  (nnUNetPlans' preprocessed data is shared: run nnUNetv2_preprocess "
+          f"-d {args.d} if you have not yet)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-ext", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--chill", action="store_true",
                           help="evaluate only the predicted cases instead of refusing missing predictions")
     evaluate.set_defaults(func=_evaluate_command)
+
+    plan = commands.add_parser(
+        "plan-network", help="plan UNet 3+ / U-Net v2 for nnU-Net's GPU memory target: nnUNetPlans<NETWORK>.json",
+        description="Re-plan a dataset's nnU-Net default plans (nnUNetPlans.json) for UNet3Plus or UNetV2 the way "
+                    "nnU-Net's residual-encoder planners do: with this network's memory estimate, keep nnU-Net's "
+                    "patch size by lowering cat_channels (UNet3Plus: 64 -> 16) / sdi_channels (UNetV2: 32 -> 16) "
+                    "if that fits the target, else shrink the patch with nnU-Net's own search; batch size >= 2. "
+                    "Writes nnUNet_preprocessed/DatasetXXX/nnUNetPlans<NETWORK>.json, sharing nnUNetPlans' "
+                    "preprocessed data; train with nnUNetv2_train ID CONF FOLD -p nnUNetPlans<NETWORK>.")
+    plan.add_argument("-d", required=True, metavar="DATASET", help="dataset id or name")
+    plan.add_argument("-n", required=True, metavar="NETWORK", help="UNet3Plus or UNetV2")
+    plan.add_argument("--gpu-memory-target", type=float, default=8.0, metavar="GB",
+                      help="GPU memory to plan for, as nnUNetv2_plan_experiment -gpu_memory_target (default 8)")
+    plan.add_argument("-c", nargs="+", default=None, metavar="CONFIGURATION",
+                      help="configurations to plan (default: all of nnUNetPlans.json; parents and cascade stages "
+                           "they need are added)")
+    plan.add_argument("--overwrite", action="store_true", help="replace an existing nnUNetPlans<NETWORK>.json")
+    plan.set_defaults(func=_plan_network_command)
     return parser
 
 

@@ -6,8 +6,9 @@
   (focal + MS-SSIM + IoU at every scale, plus the CGM's BCE once per step).
 - ``nnUNetTrainerUNet3PlusSkeletonRecall``: UNet 3+ with the Skeleton Recall loss.
 
-``cat_channels`` (64, the paper's) is the class attribute ``unet3plus_cat_channels``; change it in
-a subclass in your own nnUNet_extTrainer folder.
+``cat_channels`` comes from the plans (``nnunet-ext plan-network -n UNet3Plus`` writes the width that fits
+the GPU memory target), else it is the paper's 64. To force a width, set the class attribute
+``unet3plus_cat_channels`` in a subclass in your own nnUNet_extTrainer folder.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeleto
 
 
 class UNet3PlusNetworkMixin(PlansNetworkMixin):
-    """Network choice: UNet 3+ from the plans (``cat_channels`` = ``unet3plus_cat_channels``)."""
+    """Network choice: UNet 3+ from the plans; ``unet3plus_cat_channels`` (None: the plans' value, else 64)."""
 
     network_class = UNet3Plus
-    unet3plus_cat_channels: ClassVar[int] = 64
+    unet3plus_cat_channels: ClassVar[int | None] = None
 
     @classmethod
     def network_kwargs(cls) -> dict:
-        return {"cat_channels": cls.unet3plus_cat_channels}
+        return {} if cls.unet3plus_cat_channels is None else {"cat_channels": cls.unet3plus_cat_channels}
 
 
 class nnUNetTrainerUNet3Plus(UNet3PlusNetworkMixin, ExtTrainerBase):

@@ -3,8 +3,9 @@
 - ``nnUNetTrainerUNetV2``: U-Net v2 with nnU-Net's CE + Dice at every deep-supervision scale.
 - ``nnUNetTrainerUNetV2SkeletonRecall``: U-Net v2 with the Skeleton Recall loss.
 
-``sdi_channels`` (32, the paper's c) is the class attribute ``unetv2_sdi_channels``; change it in a
-subclass in your own nnUNet_extTrainer folder.
+``sdi_channels`` comes from the plans (``nnunet-ext plan-network -n UNetV2`` writes the width that fits
+the GPU memory target), else it is the paper's c = 32. To force a width, set the class attribute
+``unetv2_sdi_channels`` in a subclass in your own nnUNet_extTrainer folder.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeleto
 
 
 class UNetV2NetworkMixin(PlansNetworkMixin):
-    """Network choice: U-Net v2 from the plans (``sdi_channels`` = ``unetv2_sdi_channels``)."""
+    """Network choice: U-Net v2 from the plans; ``unetv2_sdi_channels`` (None: the plans' value, else 32)."""
 
     network_class = UNetV2
-    unetv2_sdi_channels: ClassVar[int] = 32
+    unetv2_sdi_channels: ClassVar[int | None] = None
 
     @classmethod
     def network_kwargs(cls) -> dict:
-        return {"sdi_channels": cls.unetv2_sdi_channels}
+        return {} if cls.unetv2_sdi_channels is None else {"sdi_channels": cls.unetv2_sdi_channels}
 
 
 class nnUNetTrainerUNetV2(UNetV2NetworkMixin, ExtTrainerBase):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -107,6 +108,8 @@ class PlansNetwork(nn.Module):
     forward: (B, input_channels, *spatial) -> (B, num_classes, *spatial), or with deep supervision a
     list of ``n_stages - 1`` tensors, full resolution first (stage s at the size of stage s).
     """
+
+    plans_kwargs: ClassVar[tuple[str, ...]] = ()  # the subclass's own arguments that plans may carry
 
     def __init__(self, input_channels: int, n_stages: int, features_per_stage: int | Sequence[int],
                  conv_op: type[nn.Module], kernel_sizes: int | Sequence, strides: int | Sequence,

@@ -21,12 +21,18 @@ gives ``(B, 2)`` logits, index 1 = "the patch contains foreground". They are sto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunet_ext.networks.feature_map_size import (
+    INDEX_TENSOR_UNITS,
+    SEGMENTATION_UNITS,
+    conv_blocks,
+    kept_tensor,
+)
 from nnunet_ext.networks.plans_network import PlansNetwork, check_positive_int
 
 POOL_OPS = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
@@ -58,6 +64,16 @@ class FullScaleInput(nn.Module):
             x = F.interpolate(x, size=tuple(size), mode=self.upsample_mode, align_corners=False)
         return self.block(x)
 
+    def feature_map_size(self, source_channels: int, size: Sequence[int]) -> float:
+        """Units kept for the backward pass (see ``feature_map_size``): the resampled source, its max-pool
+        indices, and the conv block at the stage's spatial ``size``."""
+        units = conv_blocks([self.block], size)
+        if self.pool is not None:
+            units += kept_tensor(source_channels, size) + kept_tensor(source_channels, size, INDEX_TENSOR_UNITS)
+        elif self.upsample_mode is not None:
+            units += kept_tensor(source_channels, size)
+        return units
+
 
 class FullScaleStage(nn.Module):
     """Decoder stage: its ``N`` full-scale inputs, concatenated, fused by a stack of conv blocks.
@@ -75,6 +91,12 @@ class FullScaleStage(nn.Module):
         if len(sources) != len(self.inputs):
             raise ValueError(f"decoder stage expects {len(self.inputs)} source maps, got {len(sources)}")
         return self.fusion(torch.cat([adapt(x, size) for adapt, x in zip(self.inputs, sources)], dim=1))
+
+    def feature_map_size(self, source_channels: Sequence[int], size: Sequence[int]) -> float:
+        """Units kept for the backward pass: every input, the concatenation, the fusion blocks."""
+        units = sum(adapt.feature_map_size(c, size) for adapt, c in zip(self.inputs, source_channels))
+        concatenated = sum(adapt.block.output_channels for adapt in self.inputs)
+        return units + kept_tensor(concatenated, size) + conv_blocks(self.fusion, size)
 
 
 class ClassificationGuidance(nn.Module):
@@ -157,6 +179,8 @@ class UNet3Plus(PlansNetwork):
     (``n_stages - 2``), the last entry the full-resolution one. Each count is the number of fusion blocks.
     """
 
+    plans_kwargs: ClassVar[tuple[str, ...]] = ("cat_channels", "cgm")
+
     def __init__(self, *args: Any, cat_channels: int = 64, cgm: bool = False, **kwargs: Any) -> None:
         cat_channels = check_positive_int("cat_channels", cat_channels, "channels of each full-scale input")
         if not isinstance(cgm, bool):
@@ -173,6 +197,27 @@ class UNet3Plus(PlansNetwork):
     def classification_logits(self) -> torch.Tensor | None:
         """``(B, 2)`` CGM logits of the last forward (index 1 = foreground present); None without CGM."""
         return self.decoder.classification_logits
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> float:
+        """Activation memory of one sample of spatial ``input_size`` in nnU-Net's planner units.
+
+        The count nnU-Net's planner calls (``static_estimate_VRAM_usage``), on the rules of
+        ``nnunet_ext.networks.feature_map_size``: the encoder by PlainConvEncoder's own count; per decoder
+        stage the max-pooled encoder maps (and their int64 indices), the interpolated coarser maps, the
+        ``n`` input conv blocks, their concatenation and the fusion blocks; the segmentation outputs that
+        are returned (all with deep supervision, else the full-resolution one); the CGM's dropout output.
+        """
+        self.layout.check_spatial_size(input_size)
+        n = self.layout.n_stages
+        sizes = self.layout.stage_sizes(input_size)
+        units = float(self.encoder.compute_conv_feature_map_size(list(input_size)))
+        for i, stage in enumerate(self.decoder.stages):
+            units += stage.feature_map_size([self._source_channels(j, i) for j in range(n)], sizes[i])
+        heads = n - 1 if self.decoder.deep_supervision else 1
+        units += sum(kept_tensor(self.num_classes, sizes[s], SEGMENTATION_UNITS) for s in range(heads))
+        if self.decoder.classifier is not None:
+            units += kept_tensor(self.layout.features[-1], sizes[-1])
+        return units
 
     def _source_channels(self, source: int, stage: int) -> int:
         """Channels of the map that source stage ``source`` feeds into decoder stage ``stage``."""

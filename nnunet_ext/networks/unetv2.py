@@ -20,13 +20,14 @@ Shapes (n stages, S_s = spatial size of stage s = input size // cumulative strid
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp
 from torch import nn
 
+from nnunet_ext.networks.feature_map_size import SEGMENTATION_UNITS, conv_blocks, kept_tensor
 from nnunet_ext.networks.plans_network import PlansNetwork, StageLayout, check_positive_int
 
 ATTENTION_REDUCTION = 16
@@ -105,6 +106,12 @@ class SkipRefiner(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reduce(self.spatial_attention(self.channel_attention(x)))
 
+    def feature_map_size(self, channels: int, size: Sequence[int]) -> float:
+        """Units kept for the backward pass (see ``feature_map_size``): the channel-attended map, the
+        spatially attended map (``channels`` each), the channel max, the 2-channel descriptor and the
+        spatial gate (1, 2 and 1 channels), and the reducing conv block."""
+        return kept_tensor(2 * channels + 4, size) + conv_blocks([self.reduce], size)
+
 
 class SDI(nn.Module):
     """Semantics and Detail Infusion for one target stage.
@@ -134,6 +141,16 @@ class SDI(nn.Module):
             factor = smooth(resize_feature_map(feature, size)).float()
             product = factor if product is None else product * factor
         return product
+
+    def feature_map_size(self, channels: int, sizes: Sequence[Sequence[int]], result_is_kept: bool) -> float:
+        """Units kept for the backward pass at the target's size, ``channels`` channels each: the resized
+        maps of the other levels (the smoothing convs' inputs), the ``n`` smoothed factors and the ``n - 2``
+        partial products (the multiplications' operands), and the product itself if ``result_is_kept``
+        (the bottleneck's, which the first transposed conv keeps; elsewhere it is only added)."""
+        n = len(self.smooth)
+        size = sizes[self.target_level]
+        maps = sum(1 for other in sizes if tuple(other) != tuple(size)) + n + max(n - 2, 0) + int(result_is_kept)
+        return kept_tensor(maps * channels, size)
 
 
 class UNetV2Decoder(nn.Module):
@@ -192,9 +209,34 @@ class UNetV2(PlansNetwork):
     U-Net v2 decoder has no conv stages, only SDI maps, transposed convs and heads.
     """
 
+    plans_kwargs: ClassVar[tuple[str, ...]] = ("sdi_channels",)
+
     def __init__(self, *args: Any, sdi_channels: int = 32, **kwargs: Any) -> None:
         sdi_channels = check_positive_int("sdi_channels", sdi_channels, "channels of the SDI feature maps")
         super().__init__(*args, **kwargs)
         self.sdi_channels = sdi_channels
         self.decoder = UNetV2Decoder(self.layout, sdi_channels, self.num_classes, self.conv_op, self.conv_block,
                                      self.block_kwargs["conv_bias"], self._initial_deep_supervision)
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> float:
+        """Activation memory of one sample of spatial ``input_size`` in nnU-Net's planner units.
+
+        The count nnU-Net's planner calls (``static_estimate_VRAM_usage``), on the rules of
+        ``nnunet_ext.networks.feature_map_size``: the encoder by PlainConvEncoder's own count; per stage the
+        attention maps and the reducing block of its skip refiner and the resized maps, factors and partial
+        products of its SDI; the decoder sums (SDI map + upsampled coarser result) that the heads and the
+        next transposed conv keep; the segmentation outputs that are returned.
+        """
+        self.layout.check_spatial_size(input_size)
+        n = self.layout.n_stages
+        c = self.sdi_channels
+        sizes = self.layout.stage_sizes(input_size)
+        decoder = self.decoder
+        units = float(self.encoder.compute_conv_feature_map_size(list(input_size)))
+        for s in range(n):
+            units += decoder.skip_refiners[s].feature_map_size(self.layout.features[s], sizes[s])
+            units += decoder.sdi[s].feature_map_size(c, sizes, result_is_kept=s == n - 1)
+        units += sum(kept_tensor(c, sizes[s]) for s in range(n - 1))
+        heads = n - 1 if decoder.deep_supervision else 1
+        units += sum(kept_tensor(self.num_classes, sizes[s], SEGMENTATION_UNITS) for s in range(heads))
+        return units
