@@ -1,0 +1,5 @@
+"""Exact Euclidean distance transforms: torch (on the training device, no sync) and numpy (data pipeline)."""
+
+from nnunet_ext.distance.torch_edt import boundary_distance, euclidean_distance_transform
+
+__all__ = ["boundary_distance", "euclidean_distance_transform"]
