@@ -137,6 +137,61 @@ def _plan_network_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
+    """name -> per-case values, from SUMMARY files or from trainers' cross-validation in nnUNet_results."""
+    from nnunet_ext.compare import ComparisonError, cross_validation_summary, load_summary  # noqa: PLC0415
+
+    if args.summaries and args.d is not None:
+        raise ComparisonError("give SUMMARY files or -d DATASET -c CONFIGURATION -tr TRAINERS, not both")
+    if args.d is None:
+        if len(args.summaries) < 2:
+            raise ComparisonError(f"need at least two SUMMARY files (the first is the baseline), got "
+                                  f"{len(args.summaries)}")
+        if args.names is None or len(args.names) != len(args.summaries):
+            given = "none" if args.names is None else len(args.names)
+            raise ComparisonError(f"--names must give one name per SUMMARY ({len(args.summaries)}), got {given}")
+        if len(set(args.names)) < len(args.names):
+            raise ComparisonError(f"--names must be distinct, got {args.names}")
+        return {name: load_summary(path) for name, path in zip(args.names, args.summaries)}
+    if args.c is None or not args.tr or len(args.tr) < 2:
+        raise ComparisonError("with -d give -c CONFIGURATION and at least two trainers with -tr (the first is the "
+                              "baseline)")
+    results = os.environ.get("nnUNet_results")
+    if not results:
+        raise ComparisonError("nnUNet_results is not set; export it as for nnUNetv2_train")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name  # noqa: PLC0415
+
+    try:
+        dataset_name = maybe_convert_to_dataset_name(args.d)
+    except RuntimeError as error:
+        raise ComparisonError(f"unknown dataset {args.d!r}: {error}") from None
+    names = args.names or args.tr
+    if len(names) != len(args.tr) or len(set(names)) < len(names):
+        raise ComparisonError(f"--names must give one distinct name per trainer ({len(args.tr)}), got {names}")
+    return {name: cross_validation_summary(Path(results), dataset_name, args.c, trainer, args.p, args.f)
+            for name, trainer in zip(names, args.tr)}
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from nnunet_ext.compare import (  # noqa: PLC0415
+        SummaryError,
+        compare_summaries,
+        markdown_table,
+        write_comparison,
+    )
+
+    try:
+        summaries = _compare_summaries_from_args(args)
+        comparison = compare_summaries(summaries, chill=args.chill)
+        written = write_comparison(comparison, summaries, args.o, overwrite=args.overwrite)
+    except SummaryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(markdown_table(comparison))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-ext", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,6 +299,27 @@ def build_parser() -> argparse.ArgumentParser:
                            "they need are added)")
     plan.add_argument("--overwrite", action="store_true", help="replace an existing nnUNetPlans<NETWORK>.json")
     plan.set_defaults(func=_plan_network_command)
+
+    compare = commands.add_parser(
+        "compare", help="paired statistics of several methods on the same cases (mean difference, bootstrap CI, "
+                        "Wilcoxon p) with a table and a figure",
+        description="Compare methods on the same cases, the first one the baseline. Give summary files "
+                    "(summary_topology.json from `nnunet-ext evaluate` or a trainer's final validation, or nnU-Net's "
+                    "summary.json) with --names, or -d/-c/-tr to gather each trainer's cross-validation summaries "
+                    "(fold_X/validation) from nnUNet_results. Cases pair up by the reference file's name; a case's "
+                    "value is the NaN-ignoring mean over foreground classes. Writes OUT_DIR/comparison.json, "
+                    "comparison.md (the table) and comparison.png (each case's values under every method).")
+    compare.add_argument("summaries", nargs="*", metavar="SUMMARY", help="summary JSON files, baseline first")
+    compare.add_argument("--names", nargs="+", default=None, help="one name per SUMMARY (or per trainer)")
+    compare.add_argument("-d", default=None, help="dataset id or name (gather cross-validation summaries)")
+    compare.add_argument("-c", default=None, help="configuration, with -d (e.g. 2d, 3d_fullres)")
+    compare.add_argument("-tr", nargs="+", default=None, help="trainers, baseline first, with -d")
+    compare.add_argument("-p", default="nnUNetPlans", help="plans identifier, with -d (default nnUNetPlans)")
+    compare.add_argument("-f", nargs="+", type=int, default=None, help="folds, with -d (default: all trained folds)")
+    compare.add_argument("-o", required=True, help="output folder for comparison.json/.md/.png")
+    compare.add_argument("--chill", action="store_true", help="compare only the cases every summary has")
+    compare.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in OUT_DIR")
+    compare.set_defaults(func=_compare_command)
     return parser
 
 

@@ -1,0 +1,184 @@
+"""`nnunet-ext compare`: paired statistics on known cases, the report files, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from nnunet_ext.compare import compare_summaries, load_summary, paired_difference
+from nnunet_ext.compare.statistics import bootstrap_ci95
+
+
+def _summary(values: dict[str, dict[str, dict[str, float]]]) -> dict:
+    """A summary_topology.json-shaped dict: case -> class key -> metric -> value."""
+    return {"metric_per_case": [{"reference_file": f"/gt/{case}.nii.gz", "prediction_file": f"/pred/{case}.nii.gz",
+                                 "metrics": per_class} for case, per_class in values.items()]}
+
+
+def _write(path: Path, values: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_summary(values)))
+    return path
+
+
+def _two_methods(tmp_path: Path, n: int = 10, shift: float = 0.05) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    base, better = {}, {}
+    for i in range(n):
+        dice = float(rng.uniform(0.5, 0.8))
+        betti = float(rng.integers(2, 9))
+        base[f"case_{i:03d}"] = {"1": {"Dice": dice, "Betti0_error": betti, "TP": 10.0}}
+        better[f"case_{i:03d}"] = {"1": {"Dice": dice + shift + 0.01 * i, "Betti0_error": betti - 1, "TP": 12.0}}
+    return _write(tmp_path / "a" / "summary_topology.json", base), _write(tmp_path / "b" / "summary_topology.json",
+                                                                         better)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnunet_ext.cli", "compare", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def test_paired_difference_on_a_known_shift() -> None:
+    baseline = np.linspace(0.2, 0.8, 10)
+    result = paired_difference(baseline, baseline + 0.1, higher_is_better=True)
+    assert result["mean_difference"] == pytest.approx(0.1)
+    assert result["ci95"] == pytest.approx([0.1, 0.1])
+    assert result["wilcoxon_p"] == pytest.approx(2 / 2 ** 10)  # exact: all 10 differences positive
+    assert result["better"] is True and result["cases"] == 10
+    assert paired_difference(baseline, baseline + 0.1, higher_is_better=False)["better"] is False
+    # no difference at all: p = 1, no verdict
+    same = paired_difference(baseline, baseline.copy(), higher_is_better=True)
+    assert same["wilcoxon_p"] == 1.0 and same["better"] is None and same["mean_difference"] == 0
+
+
+def test_wilcoxon_and_bootstrap_match_their_definitions() -> None:
+    rng = np.random.default_rng(3)
+    baseline, method = rng.normal(size=40), rng.normal(0.3, 1, size=40)
+    result = paired_difference(baseline, method, higher_is_better=True)
+    differences = method - baseline
+    assert result["wilcoxon_p"] == pytest.approx(wilcoxon(differences).pvalue)
+    lo, hi = result["ci95"]
+    assert lo < differences.mean() < hi and (lo, hi) == bootstrap_ci95(differences)  # seeded: reproducible
+    # the bootstrap interval of a mean shrinks like 1/sqrt(n): about mean +- 1.96 * sd / sqrt(n)
+    half_width = 1.96 * differences.std() / math.sqrt(len(differences))
+    assert (hi - lo) / 2 == pytest.approx(half_width, rel=0.1)
+
+
+def test_nan_pairs_are_left_out_and_fewer_than_six_cases_give_no_verdict() -> None:
+    baseline = np.array([0.1, 0.2, np.nan, 0.4, 0.5, 0.6, 0.7])
+    method = baseline + 1
+    result = paired_difference(baseline, method, higher_is_better=True)
+    assert result["cases"] == 6 and result["better"] is True
+    few = paired_difference(baseline[:5], method[:5], higher_is_better=True)
+    assert few["cases"] == 4 and few["better"] is None  # no two-sided p below 0.05 is possible
+
+
+def test_per_case_value_is_the_nan_ignoring_mean_over_classes(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"c1": {"1": {"Dice": float("nan")}, "2": {"Dice": 0.5}},
+                                        "c2": {"1": {"Dice": 0.2}, "2": {"Dice": 0.4}},
+                                        "c3": {"1": {"Dice": float("nan")}, "2": {"Dice": float("nan")}}})
+    values = load_summary(path)
+    assert values["c1.nii.gz"]["Dice"] == 0.5 and values["c2.nii.gz"]["Dice"] == pytest.approx(0.3)
+    assert math.isnan(values["c3.nii.gz"]["Dice"])
+
+
+def test_cli_writes_json_table_and_figure(tmp_path: Path) -> None:
+    a, b = _two_methods(tmp_path)
+    out = tmp_path / "out"
+    result = _cli(str(a), str(b), "--names", "plain", "skelrecall", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["baseline"] == "plain" and comparison["methods"] == ["plain", "skelrecall"]
+    assert comparison["cases"] == 10 and set(comparison["metrics"]) == {"Dice", "Betti0_error"}  # TP is no metric
+    dice = comparison["metrics"]["Dice"]
+    assert dice["higher_is_better"] is True
+    assert dice["versus_baseline"]["skelrecall"]["mean_difference"] == pytest.approx(0.05 + 0.01 * 4.5)
+    assert dice["versus_baseline"]["skelrecall"]["better"] is True
+    betti = comparison["metrics"]["Betti0_error"]
+    assert betti["higher_is_better"] is False and betti["versus_baseline"]["skelrecall"]["better"] is True
+    assert betti["per_method"]["plain"]["mean"] - betti["per_method"]["skelrecall"]["mean"] == pytest.approx(1)
+    table = (out / "comparison.md").read_text()
+    assert "| Dice ↑ |" in table and "**better**" in table and "10000 resamples" in table
+    assert table in result.stdout
+    import matplotlib.image
+
+    picture = matplotlib.image.imread(out / "comparison.png")
+    assert picture.shape[0] > 100 and picture.std() > 0.01
+
+
+def test_nnunet_summary_json_compares_dice_and_friends(tmp_path: Path) -> None:
+    cases = {f"c{i}": {"1": {"Dice": 0.5 + i / 100, "IoU": 0.4, "FP": 10.0 + i, "FN": 5.0, "TP": 3.0, "n_ref": 8.0}}
+             for i in range(8)}
+    comparison = compare_summaries({"a": load_summary(_write(tmp_path / "a.json", cases)),
+                                    "b": load_summary(_write(tmp_path / "b.json", cases))})
+    assert set(comparison["metrics"]) == {"Dice", "IoU", "FP", "FN"}
+    assert comparison["metrics"]["Dice"]["versus_baseline"]["b"]["wilcoxon_p"] == 1.0
+
+
+def test_cross_validation_summaries_from_nnunet_results(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for trainer, shift in (("nnUNetTrainer", 0.0), ("nnUNetTrainerSkeletonRecall", 0.1)):
+        for fold in (0, 1):
+            cases = {f"case_{fold}_{i}": {"1": {"clDice": 0.5 + shift + i / 50}} for i in range(4)}
+            _write(results / "Dataset321_Vessels" / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}" / "validation"
+                   / "summary_topology.json", cases)
+    (tmp_path / "raw" / "Dataset321_Vessels").mkdir(parents=True)
+    env = {"nnUNet_results": str(results), "nnUNet_raw": str(tmp_path / "raw"),
+           "nnUNet_preprocessed": str(tmp_path / "pre")}
+    out = tmp_path / "out"
+    result = _cli("-d", "321", "-c", "2d", "-tr", "nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "-o", str(out),
+                  env=env)
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["cases"] == 8 and comparison["methods"] == ["nnUNetTrainer", "nnUNetTrainerSkeletonRecall"]
+    assert comparison["metrics"]["clDice"]["versus_baseline"]["nnUNetTrainerSkeletonRecall"]["mean_difference"] == \
+        pytest.approx(0.1)
+    # one fold only, and a fold that was not trained
+    one = _cli("-d", "321", "-c", "2d", "-tr", "nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "-f", "1", "-o",
+               str(tmp_path / "one"), env=env)
+    assert one.returncode == 0 and json.loads((tmp_path / "one" / "comparison.json").read_text())["cases"] == 4
+    missing = _cli("-d", "321", "-c", "2d", "-tr", "nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "-f", "2", "-o",
+                   str(tmp_path / "two"), env=env)
+    assert missing.returncode == 1 and "fold_2" in missing.stderr and "--val" in missing.stderr
+    unknown = _cli("-d", "321", "-c", "2d", "-tr", "nnUNetTrainer", "nnUNetTrainerClDice", "-o",
+                   str(tmp_path / "three"), env=env)
+    assert unknown.returncode == 1 and "train nnUNetTrainerClDice" in unknown.stderr
+
+
+def test_bad_input(tmp_path: Path) -> None:
+    a, b = _two_methods(tmp_path)
+    few_a = _write(tmp_path / "few_a.json", {f"c{i}": {"1": {"Dice": 0.5}} for i in range(4)})
+    few_b = _write(tmp_path / "few_b.json", {f"c{i}": {"1": {"Dice": 0.6 + i / 10}} for i in range(4)})
+    unpaired = _write(tmp_path / "unpaired.json", {"case_000": {"1": {"Dice": 0.5}}, "other": {"1": {"Dice": 0.5}}})
+    no_cases = tmp_path / "no_cases.json"
+    no_cases.write_text(json.dumps({"mean": {}}))
+    out = str(tmp_path / "out")
+    cases = [
+        ((str(a),), "--names", ["x"], "at least two SUMMARY"),
+        ((str(a), str(b)), "--names", ["x"], "one name per SUMMARY"),
+        ((str(a), str(b)), None, None, "one name per SUMMARY"),
+        ((str(a), str(b)), "--names", ["x", "x"], "distinct"),
+        ((str(a), str(no_cases)), "--names", ["x", "y"], "no 'metric_per_case'"),
+        ((str(a), str(tmp_path / "nope.json")), "--names", ["x", "y"], "does not exist"),
+        ((str(a), str(unpaired)), "--names", ["x", "y"], "from y's summary: case_001.nii.gz, case_002"),
+    ]
+    for files, flag, names, message in cases:
+        result = _cli(*files, *([flag, *names] if flag else []), "-o", out)
+        assert result.returncode == 1 and message in result.stderr, (message, result.stderr)
+        assert not Path(out).exists()  # nothing written
+    chill = _cli(str(a), str(unpaired), "--names", "x", "y", "-o", out, "--chill")
+    assert chill.returncode == 0 and json.loads(Path(out, "comparison.json").read_text())["cases"] == 1
+    again = _cli(str(a), str(b), "--names", "x", "y", "-o", out)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert _cli(str(a), str(b), "--names", "x", "y", "-o", out, "--overwrite").returncode == 0
+    low = _cli(str(few_a), str(few_b), "--names", "x", "y", "-o", str(tmp_path / "low"))
+    assert low.returncode == 0 and "no power" in low.stdout
+    assert "no power" in json.loads((tmp_path / "low" / "comparison.json").read_text())["note"]
