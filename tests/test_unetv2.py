@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
+import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ext.networks.unetv2 import SDI, ChannelAttention, SpatialAttention, UNetV2, resize_feature_map
@@ -151,10 +152,10 @@ def test_resize_finer_equal_coarser_known_answers() -> None:
     expected = torch.tensor([[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]]) / 4
     torch.testing.assert_close(pooled[0, 0], expected)
     assert resize_feature_map(x, (4, 4)) is x
-    # linear, align_corners=False: [0, 1] -> [0, .25, .75, 1]
+    # linear with aligned corners (the published code): [0, 1] -> [0, 1/3, 2/3, 1]
     ramp = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
     up = resize_feature_map(ramp, (4, 4))
-    torch.testing.assert_close(up[0, 0], torch.tensor([[0.0, 0.25, 0.75, 1.0]] * 4))
+    torch.testing.assert_close(up[0, 0], torch.tensor([[0.0, 1 / 3, 2 / 3, 1.0]] * 4))
     # anisotropic 3D: an axis that keeps its size stays untouched
     x3 = torch.randn(1, 2, 3, 4, 6)
     assert resize_feature_map(x3, (3, 2, 3)).shape == (1, 2, 3, 2, 3)
@@ -311,3 +312,23 @@ def test_parameter_count_next_to_plain_conv_unet() -> None:
     assert count(unetv2.encoder) == count(plain.encoder)
     # PlainConvUNet's decoder holds its encoder as a submodule
     assert count(unetv2.decoder) < count(plain) - count(plain.encoder)
+
+
+def test_as_published_coarser_maps_are_upsampled_with_aligned_corners() -> None:
+    """The official U-Net v2 SDI interpolates coarser maps with align_corners=True."""
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+    expected = F.interpolate(x, size=(6, 8), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(resize_feature_map(x, (6, 8)), expected)
+    assert resize_feature_map(x, (6, 8))[0, 0, -1, -1] == x[0, 0, -1, -1]  # corners are kept exactly
+
+
+def test_as_published_the_channel_reduction_is_conv_and_norm_without_nonlinearity() -> None:
+    net = UNetV2(1, 3, [4, 8, 8], nn.Conv2d, 3, [1, 2, 2], 2, 2, 2, conv_bias=True, norm_op=nn.InstanceNorm2d,
+                 norm_op_kwargs={"affine": True}, nonlin=nn.LeakyReLU, sdi_channels=4)
+    reduce = net.decoder.skip_refiners[0].reduce
+    assert not any(isinstance(m, (nn.LeakyReLU, nn.ReLU)) for m in reduce.modules())
+    assert reduce.conv.kernel_size == (1, 1) and reduce.conv.bias is None and isinstance(reduce.norm, nn.InstanceNorm2d)
+    x = torch.randn(2, 4, 8, 8)
+    out = reduce(x)
+    torch.testing.assert_close(out, reduce.norm(reduce.conv(x)))
+    assert (out < 0).any()  # a nonlinearity such as (leaky) ReLU would have damped the negative half

@@ -19,7 +19,7 @@ Shapes (n stages, S_s = spatial size of stage s = input size // cumulative strid
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp
 from torch import nn
 
-from nnunet_ext.networks.feature_map_size import SEGMENTATION_UNITS, conv_blocks, kept_tensor
+from nnunet_ext.networks.feature_map_size import SEGMENTATION_UNITS, conv_blocks, kept_tensor, voxels
 from nnunet_ext.networks.plans_network import PlansNetwork, StageLayout, check_positive_int
 
 ATTENTION_REDUCTION = 16
@@ -38,7 +38,7 @@ def resize_feature_map(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Resize (B, C, *spatial) to (B, C, *size) the way SDI does.
 
     Identity if the size already matches; adaptive average pooling if ``x`` is finer (no axis smaller
-    than ``size``); (bi/tri)linear interpolation with ``align_corners=False`` if ``x`` is coarser (no
+    than ``size``); (bi/tri)linear interpolation with ``align_corners=True`` if ``x`` is coarser (no
     axis larger). Maps of a U-Net's stages always fall in one of these cases; a map that is finer along
     one axis and coarser along another is a ValueError.
     """
@@ -52,7 +52,8 @@ def resize_feature_map(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         pool = F.adaptive_avg_pool2d if len(size) == 2 else F.adaptive_avg_pool3d
         return pool(x, size)
     if all(t >= s for t, s in zip(size, spatial)):
-        return F.interpolate(x, size=size, mode="bilinear" if len(size) == 2 else "trilinear", align_corners=False)
+        # align_corners=True as the published U-Net v2 code
+        return F.interpolate(x, size=size, mode="bilinear" if len(size) == 2 else "trilinear", align_corners=True)
     raise ValueError(f"cannot resize {spatial} to {size}: finer along some axes and coarser along others")
 
 
@@ -91,10 +92,29 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.conv(descriptor))
 
 
-class SkipRefiner(nn.Module):
-    """One encoder stage's SDI input: channel attention, spatial attention, 1x1 conv block to C channels.
+class ConvNorm(nn.Module):
+    """1x1 conv (no bias) -> norm: U-Net v2's channel reduction before SDI, without a nonlinearity, as in the
+    published code (its ``BasicConv2d`` builds a ReLU but never applies it). (B, in, *S) -> (B, out, *S)."""
 
-    (B, features, *S) -> (B, sdi_channels, *S). ``reduce`` is conv -> (dropout) -> norm -> nonlin.
+    def __init__(self, conv_op: type[nn.Module], in_channels: int, out_channels: int,
+                 norm_op: type[nn.Module] | None, norm_op_kwargs: dict | None) -> None:
+        super().__init__()
+        self.conv = conv_op(in_channels, out_channels, 1, bias=norm_op is None)
+        self.norm = nn.Identity() if norm_op is None else norm_op(out_channels, **(norm_op_kwargs or {}))
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> float:
+        """1 unit per output element, as a conv -> norm -> nonlin block (two maps of that size are kept)."""
+        return float(self.out_channels * voxels(input_size))
+
+
+class SkipRefiner(nn.Module):
+    """One encoder stage's SDI input: channel attention, spatial attention, 1x1 reduction to C channels.
+
+    (B, features, *S) -> (B, sdi_channels, *S). ``reduce`` is ``ConvNorm`` (conv -> norm, no nonlinearity).
     """
 
     def __init__(self, channels: int, conv_op: type[nn.Module], reduce: nn.Module) -> None:
@@ -163,12 +183,13 @@ class UNetV2Decoder(nn.Module):
     """
 
     def __init__(self, layout: StageLayout, sdi_channels: int, num_classes: int, conv_op: type[nn.Module],
-                 conv_block: Callable[..., nn.Module], conv_bias: bool, deep_supervision: bool) -> None:
+                 norm_op: type[nn.Module] | None, norm_op_kwargs: dict | None, conv_bias: bool,
+                 deep_supervision: bool) -> None:
         super().__init__()
         n = layout.n_stages
         self.deep_supervision = bool(deep_supervision)
         self.skip_refiners = nn.ModuleList([
-            SkipRefiner(features, conv_op, conv_block(features, sdi_channels, kernel_size=1))
+            SkipRefiner(features, conv_op, ConvNorm(conv_op, features, sdi_channels, norm_op, norm_op_kwargs))
             for features in layout.features])
         self.sdi = nn.ModuleList([SDI(n, sdi_channels, target, conv_op) for target in range(n)])
         transpconv_op = get_matching_convtransp(conv_op)
@@ -215,7 +236,8 @@ class UNetV2(PlansNetwork):
         sdi_channels = check_positive_int("sdi_channels", sdi_channels, "channels of the SDI feature maps")
         super().__init__(*args, **kwargs)
         self.sdi_channels = sdi_channels
-        self.decoder = UNetV2Decoder(self.layout, sdi_channels, self.num_classes, self.conv_op, self.conv_block,
+        self.decoder = UNetV2Decoder(self.layout, sdi_channels, self.num_classes, self.conv_op,
+                                     self.block_kwargs["norm_op"], self.block_kwargs["norm_op_kwargs"],
                                      self.block_kwargs["conv_bias"], self._initial_deep_supervision)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> float:
