@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
 import torch.nn.functional as F
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
 from nnunet_ext.networks.unetv2 import SDI, ChannelAttention, SpatialAttention, UNetV2, resize_feature_map
