@@ -192,6 +192,49 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_command(args: argparse.Namespace) -> int:
+    from nnunet_ext.experiments.study import (  # noqa: PLC0415
+        BENCHMARKS,
+        DEFAULT_BUDGET,
+        DEFAULT_TRAINERS,
+        FULL_EPOCHS,
+        FULL_ITERATIONS,
+        TINY,
+        Budget,
+        StudySettings,
+        run_study,
+    )
+
+    if args.full and (args.epochs is not None or args.iterations is not None):
+        print("error: --full is nnU-Net's own budget (1000 x 250); leave out --epochs / --iterations", file=sys.stderr)
+        return 2
+    if args.tiny and args.dim != 2:
+        print("error: --tiny is a 2D smoke run; leave out --dim", file=sys.stderr)
+        return 2
+    if args.full:
+        budget = Budget(FULL_EPOCHS, FULL_ITERATIONS)
+    else:
+        default = Budget(1, 2) if args.tiny else DEFAULT_BUDGET
+        try:
+            budget = Budget(default.epochs if args.epochs is None else args.epochs,
+                            default.iterations if args.iterations is None else args.iterations)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    trainers = tuple(args.tr or DEFAULT_TRAINERS)
+    if len(set(trainers)) < len(trainers) or len(trainers) < 2:
+        print(f"error: -tr needs at least two distinct trainers (the first is the baseline), got {list(trainers)}",
+              file=sys.stderr)
+        return 2
+    device = args.device
+    if device is None:
+        import torch  # noqa: PLC0415
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = StudySettings(TINY if args.tiny else BENCHMARKS[args.dim], budget, trainers, device)
+    return run_study(Path(args.workdir), settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-ext", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,6 +363,28 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--chill", action="store_true", help="compare only the cases every summary has")
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in OUT_DIR")
     compare.set_defaults(func=_compare_command)
+
+    study = commands.add_parser(
+        "study", help="reproducible topology study: generated benchmark, nnU-Net train/predict for several "
+                      "trainers with the same budget, evaluate, compare (resumable)",
+        description="Run the whole comparison through nnU-Net's own commands on a fixed generated benchmark (2D: "
+                    "40 training and 40 test cases of 128x128 hard vessel images): nnUNetv2_plan_and_preprocess, "
+                    "nnUNetv2_train (fold 0) for every trainer with the same number of epochs x iterations, "
+                    "nnUNetv2_predict on the test images, nnunet-ext evaluate and nnunet-ext compare (the first "
+                    "trainer is the baseline). Run the same command again to resume: finished steps are kept. "
+                    "Writes WORKDIR/comparison/comparison.md, .json and .png.")
+    study.add_argument("--workdir", default="topology_study", help="the study's folder (default ./topology_study)")
+    study.add_argument("-tr", nargs="+", default=None,
+                       help="trainers, baseline first (default: nnUNetTrainer nnUNetTrainerSkeletonRecall "
+                            "nnUNetTrainerClDice)")
+    study.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D (default) or 3D benchmark")
+    study.add_argument("--epochs", type=int, default=None, help="epochs per trainer (default 8)")
+    study.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default 250)")
+    study.add_argument("--full", action="store_true", help="nnU-Net's own budget, 1000 epochs x 250 (a GPU's job)")
+    study.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    study.add_argument("--tiny", action="store_true", help="a smoke run: 5 + 6 cases of 32x32, 1 epoch x 2 "
+                                                           "iterations")
+    study.set_defaults(func=_study_command)
     return parser
 
 

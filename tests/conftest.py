@@ -22,7 +22,7 @@ from nnunet_ext.synthetic import write_raw_dataset
 TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
 DATASET_2D = 901  # 2 classes + ignore label, 2d configuration
 DATASET_3D = 902  # 1 class, 3d_fullres and a hand-made 3d_lowres configuration
-DATASET_2D_SMALL = 905  # 2 classes, 32x32 images: 4-stage networks for the torch.compile runs
+DATASET_2D_SMALL = 906  # 2 classes, 32x32 images: 4-stage networks for the torch.compile runs
 
 
 @dataclass

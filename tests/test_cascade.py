@@ -144,12 +144,29 @@ def test_cascade_without_lowres_folder_names_the_fix(trainer_env: NnunetWorkspac
                                                      trainer_class: type):
     trainer = make_trainer(trainer_env, dataset_cascade, trainer_class, configuration=CASCADE)
     with pytest.raises(PreviousStageMissingError) as error:
-        trainer.initialize()
+        trainer.initialize()  # the fold's validation cases (fold 0's: validated by lowres fold 0)
     message = str(error.value)
     assert trainer.folder_with_segs_from_previous_stage in message and "does not exist" in message
-    assert f"train 3d_lowres folds 0, 1 first with the same trainer ({trainer_class.__name__})" in message
+    assert f"train 3d_lowres fold 0 first with the same trainer ({trainer_class.__name__})" in message
     assert "final validation" in message
     assert trainer.network is None  # refused before building the network
+    with pytest.raises(PreviousStageMissingError, match="train 3d_lowres folds 0, 1 first"):
+        trainer.on_train_start()  # training reads the training cases too
+
+
+def test_cascade_validation_needs_only_the_validation_cases(trainer_env: NnunetWorkspace, dataset_cascade: Path):
+    """`nnUNetv2_train ... --val` on a cascade fold: its validation cases' lowres files suffice."""
+    trainer = make_trainer(trainer_env, dataset_cascade, configuration=CASCADE)
+    cases = _cases(dataset_cascade)
+    folder = Path(trainer.folder_with_segs_from_previous_stage)
+    folder.mkdir(parents=True)
+    for case in cases[:2]:  # fold 0's validation cases only
+        (folder / f"{case}.b2nd").touch()
+    trainer.initialize()  # what --val runs before the validation
+    assert trainer.was_initialized
+    with pytest.raises(PreviousStageMissingError, match=rf"2 of the fold's 4 cases .*: {cases[2]}, {cases[3]}\. "
+                                                        "Fix: train 3d_lowres fold 1 first"):
+        trainer.on_train_start()
 
 
 def test_cascade_with_a_missing_lowres_case_names_the_case_and_its_fold(trainer_env: NnunetWorkspace,
@@ -160,7 +177,8 @@ def test_cascade_with_a_missing_lowres_case_names_the_case_and_its_fold(trainer_
     folder.mkdir(parents=True)
     for case in cases[:-1]:  # the last case is validated (and exported) by lowres fold 1
         (folder / f"{case}.b2nd").touch()
+    trainer.initialize()  # fold 0's validation cases are there
     with pytest.raises(PreviousStageMissingError, match=f"1 of the fold's 4 cases .*: {cases[-1]}\\. "
                                                         "Fix: train 3d_lowres fold 1 first"):
-        trainer.initialize()
+        trainer.on_train_start()
 

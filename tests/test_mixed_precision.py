@@ -52,9 +52,9 @@ def _loss_and_gradients(trainer, batch: dict, dtype: torch.dtype | None) -> tupl
 
 
 @pytest.mark.parametrize("trainer_class", TRAINERS, ids=lambda c: c.__name__)
-def test_network_and_loss_under_autocast(trainer_env: NnunetWorkspace, dataset_2d: Path, trainer_class: type,
+def test_network_and_loss_under_autocast(trainer_env: NnunetWorkspace, dataset_2d_small: Path, trainer_class: type,
                                          monkeypatch) -> None:
-    trainer, batch = _initialized(trainer_env, dataset_2d, trainer_class)
+    trainer, batch = _initialized(trainer_env, dataset_2d_small, trainer_class)
 
     reference, _ = _loss_and_gradients(trainer, batch, None)
     for dtype, tolerance in TOLERANCE.items():

@@ -30,6 +30,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import distributed, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_ext.networks.plans_network import PlansNetwork, stage_layout
 from nnunet_ext.planning.memory_check import (
@@ -60,6 +61,13 @@ def check_plans_for_network(configuration_manager: ConfigurationManager, network
     layout = stage_layout(arch_kwargs["n_stages"], arch_kwargs["features_per_stage"], conv_op,
                           arch_kwargs["kernel_sizes"], arch_kwargs["strides"])
     layout.check_spatial_size(configuration_manager.patch_size, what="the plans' patch size")
+
+
+def bare_network(network: nn.Module) -> nn.Module:
+    """The module itself under nnU-Net's DDP and torch.compile wrappers."""
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
+    return getattr(network, "_orig_mod", network)
 
 
 class PlansNetworkMixin:
@@ -117,7 +125,7 @@ class PlansNetworkMixin:
                 raise PlansMemoryError(refusal_message(type(self).__name__, network, self.plans_manager.plans,
                                                        self.configuration_name, estimate, self.max_memory_over_target))
         super().initialize()
-        self.print_to_log_file(f"nnunet_ext network: {describe_network(self.network)} from the plans' "
+        self.print_to_log_file(f"nnunet_ext network: {describe_network(bare_network(self.network))} from the plans' "
                                f"{self.configuration_name} architecture (trainer overrides: {self.network_kwargs()})")
         if estimate is not None:
             note = " - above the target, expect to run out of GPU memory" if estimate.times_target > 1 else ""

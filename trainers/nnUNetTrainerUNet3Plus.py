@@ -16,13 +16,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_ext.losses import ClassificationGuidedLoss, HybridLoss
 from nnunet_ext.networks import UNet3Plus
 from nnunet_ext.regions import RegionDefinitionError
 from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
-from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
+from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin, bare_network
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
 
 
@@ -43,13 +42,6 @@ class nnUNetTrainerUNet3Plus(UNet3PlusNetworkMixin, ExtTrainerBase):
 
 class nnUNetTrainerUNet3PlusSkeletonRecall(UNet3PlusNetworkMixin, nnUNetTrainerSkeletonRecall):
     """UNet 3+ trained with CE + Dice + Skeleton Recall."""
-
-
-def _bare_network(network: nn.Module) -> nn.Module:
-    """The module itself under nnU-Net's DDP and torch.compile wrappers."""
-    if isinstance(network, DistributedDataParallel):
-        network = network.module
-    return getattr(network, "_orig_mod", network)
 
 
 class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, ExtTrainerBase):
@@ -75,6 +67,6 @@ class nnUNetTrainerUNet3PlusCGM(UNet3PlusNetworkMixin, ExtTrainerBase):
                           ignore_label=self.label_manager.ignore_label, ddp=self.is_ddp)
 
     def _build_loss(self) -> nn.Module:
-        network = _bare_network(self.network)
+        network = bare_network(self.network)
         return ClassificationGuidedLoss(super()._build_loss(), lambda: network.classification_logits,
                                         weight=self.cgm_weight, ignore_label=self.label_manager.ignore_label)

@@ -6,7 +6,9 @@ reads, for every case, the previous stage's segmentation from
 nnU-Net writes that folder at the end of each 3d_lowres fold's final validation (its validation
 cases only), so all lowres folds whose validation cases the cascade fold uses must have been trained
 with the same trainer class and plans. Without them nnU-Net fails with a ``FileNotFoundError`` inside
-a data-loader worker; this mixin checks before the network is built and says what to run instead.
+a data-loader worker; this mixin checks before the network is built (the validation cases, which
+training and ``--val`` read) and when training starts (the training cases, which ``--val`` does not
+need) and says what to run instead.
 
 Mix in before the nnU-Net trainer class.
 """
@@ -25,25 +27,33 @@ class PreviousStageMissingError(RuntimeError):
 
 
 class PreviousStageCheckMixin:
-    """Checks in ``initialize()`` that every case of the fold has a previous-stage segmentation."""
+    """Checks that the fold's cases have previous-stage segmentations: the validation cases in ``initialize()``
+    (training and ``--val`` need them), the training cases too when training starts (``--val`` does not)."""
 
     def initialize(self) -> None:
         if not self.was_initialized and self.is_cascaded:
-            self.check_previous_stage()
+            self.check_previous_stage(training=False)
         super().initialize()
 
-    def check_previous_stage(self) -> None:
-        """Raise ``PreviousStageMissingError`` naming what to train if a previous-stage file is missing."""
+    def on_train_start(self) -> None:
+        if self.is_cascaded:
+            self.check_previous_stage(training=True)
+        super().on_train_start()
+
+    def check_previous_stage(self, training: bool = True) -> None:
+        """Raise ``PreviousStageMissingError`` naming what to train if a previous-stage file is missing for the
+        fold's validation cases (and, with ``training``, its training cases)."""
         folder = Path(self.folder_with_segs_from_previous_stage)
         tr_keys, val_keys = self.do_split()
-        cases = sorted(set(tr_keys) | set(val_keys))
+        cases = sorted(set(val_keys) | (set(tr_keys) if training else set()))
         if folder.is_dir():
             present = {p.stem for p in folder.iterdir() if p.suffix in PREVIOUS_STAGE_SUFFIXES}
             missing = [case for case in cases if case not in present]
             if not missing:
                 return
             listed = ", ".join(missing[:MAX_LISTED_CASES]) + (", ..." if len(missing) > MAX_LISTED_CASES else "")
-            problem = f"{len(missing)} of the fold's {len(cases)} cases have no segmentation in {folder}: {listed}"
+            kind = "cases" if training else "validation cases"
+            problem = f"{len(missing)} of the fold's {len(cases)} {kind} have no segmentation in {folder}: {listed}"
         else:
             missing = cases
             problem = f"the folder {folder} does not exist"

@@ -85,11 +85,22 @@ class CompileOnCPU:
     Inductor generates C++ for the machine's compiler; the first run of a network compiles for tens of seconds,
     later runs load the compiled graphs from inductor's cache. On the first training step the compiled
     network's outputs are compared with the eager module's on the same batch and the difference is logged
-    (the training graph is the one compiled anyway, so the check costs no extra compilation).
+    (the training graph is the one compiled anyway, so the check costs no extra compilation). nnU-Net's final
+    validation runs the eager module: without deep supervision the network is a third graph to compile (after
+    the training and the validation-step graphs), tens of seconds per network on 2 cores for nothing our code
+    changes (nnUNetv2_predict does not compile either unless nnUNet_compile is set).
     """
 
     def _do_i_compile(self) -> bool:
         return True
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        compiled = self.network
+        self.network = getattr(compiled, "_orig_mod", compiled)
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            self.network = compiled
 
     def train_step(self, batch: dict) -> dict:
         if not getattr(self, "_compile_compared", False):
