@@ -61,7 +61,11 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _make_dataset_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.synthetic import existing_dataset_folder, write_raw_dataset  # noqa: PLC0415
+    from nnunet_ext.synthetic import (  # noqa: PLC0415
+        classes_in_training_cases,
+        existing_dataset_folder,
+        write_raw_dataset,
+    )
     from nnunet_ext.synthetic_image import ImageParams  # noqa: PLC0415
 
     raw = args.raw or os.environ.get("nnUNet_raw")
@@ -80,7 +84,7 @@ def _make_dataset_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     name = args.name or f"ThinStructures{args.dim}D"
-    size = args.size or (128 if args.dim == 2 else 64)
+    size = args.size if args.size is not None else (128 if args.dim == 2 else 64)
     try:
         image_params = None if args.easy else ImageParams(contrast=args.contrast, noise=args.noise,
                                                            gaps_per_case=args.gaps)
@@ -90,7 +94,16 @@ def _make_dataset_command(args: argparse.Namespace) -> int:
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: cannot write the dataset into {raw} ({error.strerror or error}); pass a writable --raw folder "
+              f"(or export nnUNet_raw)", file=sys.stderr)
+        return 2
     print(f"wrote {folder} ({args.cases} training cases, {args.test_cases} test cases with labels in labelsTs)")
+    absent = sorted(set(range(1, args.classes + 1)) - classes_in_training_cases(folder))
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
+        print(f"warning: {len(absent)} of the {args.classes} classes occur in no training case ({shown}): a tree of "
+              f"{size}-voxel images has few branches; use fewer --classes or a larger --size", file=sys.stderr)
     return 0
 
 

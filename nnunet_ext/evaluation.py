@@ -10,9 +10,11 @@ regions are keyed as nnU-Net keys them (``label_or_region_to_key``: ``"1"``, ``"
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import multiprocessing
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +32,15 @@ class EvaluationError(ValueError):
 
 @dataclass(frozen=True)
 class EvaluationSetup:
-    """What every case needs: reader/writer, classes (or regions), ignore label, file ending."""
+    """What every case needs: reader/writer, classes (or regions), ignore label, file ending, and whether the
+    dataset's images are volumes (one-slice cases are then scored in 3D too, with the same metrics)."""
 
     reader_writer: object
     labels: tuple[int | tuple[int, ...], ...]
     allowed_values: frozenset[int]
     ignore_label: int | None
     file_ending: str
+    volumes: bool = True
 
 
 def _load_json(path: Path | dict, what: str) -> dict:
@@ -48,12 +52,34 @@ def _load_json(path: Path | dict, what: str) -> dict:
     return json.loads(path.read_text())
 
 
+def check_dataset_json_and_plans(dataset_json: dict, plans: dict) -> None:
+    """EvaluationError unless ``dataset_json`` is a dataset.json and ``plans`` an nnU-Net plans file (not swapped)."""
+    if "configurations" in dataset_json and "labels" not in dataset_json:
+        raise EvaluationError("the dataset.json given (-djfile) is a plans file (it has 'configurations'): pass the "
+                              "dataset's dataset.json with -djfile and nnUNetPlans.json with -pfile")
+    if "labels" not in dataset_json or "file_ending" not in dataset_json:
+        raise EvaluationError("the dataset.json given (-djfile) has no 'labels' or 'file_ending': pass the dataset's "
+                              "dataset.json (from nnUNet_raw or nnUNet_preprocessed)")
+    if "configurations" not in plans:
+        hint = " (it looks like dataset.json: the two files are swapped)" if "labels" in plans else ""
+        raise EvaluationError(f"the plans file given (-pfile) has no 'configurations'{hint}: pass nnUNetPlans.json "
+                              f"from nnUNet_preprocessed with -pfile")
+
+
+def is_3d_dataset(plans: dict) -> bool:
+    """Whether the dataset's images are volumes: nnU-Net stores 2D images as one-slice volumes, so a 3D dataset
+    is one whose median image has more than one slice (then a one-slice case is still scored in 3D)."""
+    median_shape = plans.get("original_median_shape_after_transp")
+    return median_shape is None or len(median_shape) != 3 or int(median_shape[0]) > 1
+
+
 def _setup(dataset_json_file: Path | dict, plans_file: Path | dict, example: Path) -> EvaluationSetup:
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     dataset_json = _load_json(dataset_json_file, "dataset.json file")
     plans = _load_json(plans_file, "plans file")
+    check_dataset_json_and_plans(dataset_json, plans)
     label_manager = PlansManager(plans).get_label_manager(dataset_json)
     reader_writer = determine_reader_writer_from_dataset_json(dataset_json, str(example))()
     # all_labels: background and every value of every class or region, without the ignore label
@@ -66,7 +92,7 @@ def _setup(dataset_json_file: Path | dict, plans_file: Path | dict, example: Pat
     else:
         entries = tuple(int(c) for c in label_manager.foreground_labels)
     return EvaluationSetup(reader_writer, entries, frozenset(values), label_manager.ignore_label,
-                           dataset_json["file_ending"])
+                           dataset_json["file_ending"], is_3d_dataset(plans))
 
 
 def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str, chill: bool) -> list[tuple[Path, Path]]:
@@ -89,13 +115,72 @@ def _case_files(gt_folder: Path, pred_folder: Path, file_ending: str, chill: boo
     return [(gt_folder / name, pred_folder / name) for name in sorted(gt)]
 
 
+def check_gzip_stream(path: Path) -> None:
+    """EvaluationError unless a ``.gz`` file is a complete gzip stream (a truncated file reads as zeros in
+    SimpleITK, a non-gzip one as a long traceback). Decompresses once, without keeping the data."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except EOFError:
+        raise EvaluationError(f"{path} is truncated (its gzip stream ends early): copy or export it again") from None
+    except (OSError, zlib.error) as error:
+        raise EvaluationError(f"{path} is not a valid gzip file ({error}): a {path.name[path.name.find('.'):]} file "
+                              f"must be gzip-compressed; export it again") from None
+
+
+def _integer_typed(path: Path) -> bool | None:
+    """Whether SimpleITK reads ``path``'s pixels as integers from the header alone; None if it cannot tell."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return reader.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32,
+                                   sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+
+
+def non_integer_label_files(paths: list[Path]) -> list[Path]:
+    """The label files among ``paths`` that hold non-integer values; integer-typed files are known from their
+    header (cheap), others are read. Missing or unreadable files are left to the evaluation to report."""
+    from nnunet_ext.image_io import reader_for
+
+    bad = []
+    for path in paths:
+        if not path.is_file() or _integer_typed(path):
+            continue
+        try:
+            values = np.unique(reader_for(path).read_seg(str(path))[0])
+        except Exception:  # noqa: BLE001 - unreadable files are the evaluation's to report
+            continue
+        if not np.array_equal(values, np.round(values)):
+            bad.append(path)
+    return bad
+
+
+def read_segmentation(path: Path, setup: EvaluationSetup, what: str) -> tuple[np.ndarray, dict]:
+    """``reader_writer.read_seg`` of a checked file: (1, Z, Y, X) array and properties; EvaluationError naming the
+    file when it cannot be read."""
+    if path.name.endswith(".gz"):
+        check_gzip_stream(path)
+    try:
+        return setup.reader_writer.read_seg(str(path))
+    except Exception as error:  # the readers raise RuntimeError, OSError, ValueError, ... with long traces
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EvaluationError(f"{path}: the {what} cannot be read ({message}); check that it is a segmentation "
+                              f"file of this dataset's format") from None
+
+
 def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dict:
     """One case: ``{"reference_file", "prediction_file", "metrics": {key: {metric: value}}}``.
 
     Keys are nnU-Net's ``label_or_region_to_key`` of each class or region (``"1"``, ``"(1, 2)"``).
     """
-    gt, gt_properties = setup.reader_writer.read_seg(str(gt_file))
-    pred, pred_properties = setup.reader_writer.read_seg(str(pred_file))
+    gt, gt_properties = read_segmentation(gt_file, setup, "ground truth")
+    pred, pred_properties = read_segmentation(pred_file, setup, "prediction")
     if gt.shape != pred.shape:
         raise EvaluationError(f"{pred_file.name}: prediction shape {pred.shape[1:]} differs from the ground truth's "
                               f"{gt.shape[1:]}")
@@ -103,14 +188,21 @@ def evaluate_case(gt_file: Path, pred_file: Path, setup: EvaluationSetup) -> dic
     if gt_spacing is not None and pred_spacing is not None and not np.allclose(gt_spacing, pred_spacing, rtol=1e-4):
         raise EvaluationError(f"{pred_file.name}: prediction spacing {tuple(pred_spacing)} differs from the ground "
                               f"truth's {tuple(gt_spacing)}; predictions must be in the original image geometry")
-    for name, seg in (("ground truth", gt), ("prediction", pred)):
-        unknown = sorted(set(np.unique(seg).astype(int).tolist()) - setup.allowed_values)
+    for name, seg, path in (("ground truth", gt, gt_file), ("prediction", pred, pred_file)):
+        values = np.unique(seg)
+        if not np.array_equal(values, np.round(values)):
+            fractional = [f"{v:g}" for v in values[values != np.round(values)][:5]]
+            raise EvaluationError(f"{path}: the {name} holds non-integer value(s) {fractional}; a segmentation must "
+                                  f"hold integer labels (re-export it as a label map, e.g. nearest-neighbour "
+                                  f"resampling or the argmax of probabilities)")
+        unknown = sorted(set(values.astype(int).tolist()) - setup.allowed_values)
         if unknown:
-            raise EvaluationError(f"{pred_file.name}: the {name} holds label value(s) {unknown} that are not in "
+            raise EvaluationError(f"{path}: the {name} holds label value(s) {unknown} that are not in "
                                   f"dataset.json's labels {sorted(setup.allowed_values)}")
     from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 
-    metrics = topology_metrics(spatial(pred), spatial(gt), setup.labels, setup.ignore_label)
+    as_array = (lambda seg: seg[0]) if setup.volumes else spatial
+    metrics = topology_metrics(as_array(pred), as_array(gt), setup.labels, setup.ignore_label)
     return {"reference_file": str(gt_file), "prediction_file": str(pred_file),
             "metrics": {label_or_region_to_key(c): values for c, values in metrics.items()}}
 
@@ -167,8 +259,10 @@ def evaluate_folders(gt_folder: str | Path, pred_folder: str | Path, dataset_jso
         raise EvaluationError(f"the number of processes must be >= 0, got {num_processes}")
 
     dataset_json = _load_json(dataset_json_file, "dataset.json file")
-    pairs = _case_files(gt_folder, pred_folder, dataset_json.get("file_ending", ""), chill)
-    setup = _setup(dataset_json, plans_file, pairs[0][0])
+    plans = _load_json(plans_file, "plans file")
+    check_dataset_json_and_plans(dataset_json, plans)
+    pairs = _case_files(gt_folder, pred_folder, dataset_json["file_ending"], chill)
+    setup = _setup(dataset_json, plans, pairs[0][0])
     jobs = [(gt, pred, setup) for gt, pred in pairs]
 
     from tqdm import tqdm

@@ -32,5 +32,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_labels(path: str | Path) -> np.ndarray:
-    """A segmentation file as an integer label map: (Y, X) or (Z, Y, X) int32."""
-    return np.round(spatial(reader_for(Path(path)).read_seg(str(path))[0])).astype(np.int32)
+    """A segmentation file as an integer label map: (Y, X) or (Z, Y, X) int32.
+
+    ValueError if the file holds non-integer values: an image, or probabilities, are no label map (and rounding
+    them would draw a wrong picture without a word)."""
+    values = spatial(reader_for(Path(path)).read_seg(str(path))[0])
+    if not np.all(np.isfinite(values)) or not np.array_equal(values, np.round(values)):
+        fractional = values[~np.isfinite(values) | (values != np.round(values))][:3]
+        raise ValueError(f"{path} holds non-integer values (e.g. {', '.join(f'{v:.4g}' for v in fractional)}), so it "
+                         f"is no label map: pass IMAGE first and LABEL second, and a label file with integer classes")
+    return values.astype(np.int32)

@@ -8,6 +8,7 @@ radius shrinks along the way down to ``min_radius`` (one voxel by default).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +189,10 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
         raise ValueError(f"regions need n_classes >= 2 (the tree and its branches), got n_classes={n_classes}")
     if size is not None and size < 16:
         raise ValueError(f"size must be >= 16 voxels (nnU-Net needs room for its patches), got {size}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1 (foreground classes), got {n_classes}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0 (case i uses seed + i), got {seed}")
     existing = existing_dataset_folder(raw_root, dataset_id)
     if existing is not None:
         raise FileExistsError(f"a dataset with id {dataset_id} already exists: {existing}. Pick another id; "
@@ -197,6 +202,25 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
     params = params or TreeParams(n_roots=2, root_radius=3.0 if dim == 2 else 2.5, radius_decay=0.995,
                                   branch_probability=0.04, max_points=4000)
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    staging = raw_root / f".{folder.name}.partial"  # written aside, moved into place whole
+    if staging.exists():
+        shutil.rmtree(staging)  # what an interrupted earlier call of this function left
+    try:
+        _write_cases(staging, name, shape, n_train, n_test, n_classes, ignore_label, seed, params, image_params,
+                     slice_step, regions)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _write_cases(folder: Path, name: str, shape: tuple[int, ...], n_train: int, n_test: int, n_classes: int,
+                 ignore_label: bool, seed: int, params: TreeParams, image_params: ImageParams | None,
+                 slice_step: int, regions: bool) -> None:
+    """The images, labels and dataset.json of ``write_raw_dataset`` into ``folder``."""
+    dim, size = len(shape), shape[0]
+    label_dtype = np.uint8 if n_classes + 1 <= np.iinfo(np.uint8).max else np.uint16
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True)
     spacing = (1.0, 1.0, float(slice_step)) if dim == 3 else None
@@ -215,10 +239,10 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
                 labels = labels.copy()
                 band = slice(size // 2 - 3, size // 2 + 3)
                 labels[band] = n_classes + 1
-            _write_image(labels.astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz", spacing)
+            _write_image(labels.astype(label_dtype), folder / "labelsTr" / f"{case}.nii.gz", spacing)
         else:
             _write_image(image, folder / "imagesTs" / f"{case}_0000.nii.gz", spacing)
-            _write_image(labels.astype(np.uint8), folder / "labelsTs" / f"{case}.nii.gz", spacing)
+            _write_image(labels.astype(label_dtype), folder / "labelsTs" / f"{case}.nii.gz", spacing)
     label_names = {"background": 0, **{f"vessel{c}" if n_classes > 1 else "vessel": c
                                        for c in range(1, n_classes + 1)}}
     if regions:
@@ -232,4 +256,10 @@ def write_raw_dataset(raw_root: str | Path, dataset_id: int, name: str, dim: int
     if regions:
         dataset_json["regions_class_order"] = list(range(1, n_classes + 1))
     (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-    return folder
+
+
+def classes_in_training_cases(folder: Path) -> set[int]:
+    """The label values that occur in the training labels of a dataset written by ``write_raw_dataset``."""
+    from nnunet_ext.image_io import read_labels
+
+    return {int(v) for path in sorted((folder / "labelsTr").glob("*.nii.gz")) for v in np.unique(read_labels(path))}

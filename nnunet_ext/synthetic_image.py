@@ -14,6 +14,7 @@ The image of a label map (X, Y[, Z]) is built as
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +36,9 @@ class ImageParams:
 
     def __post_init__(self) -> None:
         for name in ("contrast", "noise", "bias", "clutter", "partial_volume_sigma", "gap_radius"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ImageParams.{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"ImageParams.{name} must be a finite number >= 0, got {value}")
         if self.bias >= 1:
             raise ValueError(f"ImageParams.bias must be < 1 (the field is 1 ± bias), got {self.bias}")
         if self.gaps_per_case < 0:

@@ -216,3 +216,53 @@ def test_3d_cases_have_betti2(nnunet_workspace, dataset_3d, tmp_path) -> None:
     assert same["Betti2_error"] == 0 and same["Dice"] == 1
     assert empty["Dice"] == 0 and empty["rand_error"] == 1 and empty["Betti0_error"] >= 1
     assert not math.isnan(summary["foreground_mean"]["Dice"])
+
+
+def _cli_evaluate(gt: Path, pred: Path, djfile: Path, pfile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnunet_ext.cli", "evaluate", str(gt), str(pred), "-djfile",
+                           str(djfile), "-pfile", str(pfile), "-np", "0", *extra], capture_output=True, text=True)
+
+
+def _one_error_line(stderr: str) -> bool:
+    """One error line and no traceback (the progress bar may share stderr)."""
+    return "Traceback" not in stderr and sum("error: " in line for line in stderr.splitlines()) == 1
+
+
+def test_broken_files_and_swapped_json_files_get_one_line(nnunet_workspace, dataset_2d, folders_2d) -> None:
+    gt, pred = folders_2d
+    djfile, pfile = _inputs(nnunet_workspace, dataset_2d)
+    swapped = _cli_evaluate(gt, pred, pfile, djfile)
+    assert swapped.returncode == 1 and "is a plans file" in swapped.stderr and "-djfile" in swapped.stderr
+    assert _one_error_line(swapped.stderr)
+    wrong_plans = _cli_evaluate(gt, pred, djfile, djfile)
+    assert wrong_plans.returncode == 1 and "swapped" in wrong_plans.stderr
+
+    case = sorted(pred.glob("*.nii.gz"))[0]
+    data = case.read_bytes()
+    case.write_bytes(data[: len(data) * 2 // 3])  # truncated: SimpleITK would read it as partly zeros
+    truncated = _cli_evaluate(gt, pred, djfile, pfile, "-o", str(pred / "a.json"))
+    assert truncated.returncode == 1 and f"{case} is truncated" in truncated.stderr
+    assert _one_error_line(truncated.stderr) and not (pred / "a.json").exists()
+    case.write_bytes(b"not a gzip file at all" * 40)
+    not_gzip = _cli_evaluate(gt, pred, djfile, pfile, "-o", str(pred / "b.json"))
+    assert not_gzip.returncode == 1 and "is not a valid gzip file" in not_gzip.stderr
+    assert _one_error_line(not_gzip.stderr)
+
+
+def test_non_integer_labels_are_named(nnunet_workspace, dataset_2d, folders_2d) -> None:
+    gt, pred = folders_2d
+    case = sorted(gt.glob("*.nii.gz"))[1]
+    _edit(case, lambda a: a.astype(np.float32) * 0.5)
+    with pytest.raises(EvaluationError, match=rf"{case}: the ground truth holds non-integer value\(s\) \['0.5'"):
+        evaluate_folders(gt, pred, *_inputs(nnunet_workspace, dataset_2d), num_processes=0, progress=False)
+
+
+def test_a_one_slice_case_of_a_3d_dataset_has_the_same_metrics(nnunet_workspace, dataset_3d, tmp_path) -> None:
+    files = _files(dataset_3d, 2)
+    gt, pred = _copy(files, tmp_path / "gt"), _copy(files, tmp_path / "pred")
+    for folder in (gt, pred):  # the second case becomes a single slice
+        _edit(sorted(folder.glob("*.nii.gz"))[1], lambda a: a[a.shape[0] // 2: a.shape[0] // 2 + 1])
+    summary = evaluate_folders(gt, pred, *_inputs(nnunet_workspace, dataset_3d), num_processes=0, progress=False)
+    volume, one_slice = (case["metrics"]["1"] for case in summary["metric_per_case"])
+    assert set(volume) == set(one_slice) == METRICS_2D | {"Betti2_error"}
+    assert one_slice["Betti2_error"] == 0 and one_slice["Dice"] == 1

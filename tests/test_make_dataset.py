@@ -69,9 +69,14 @@ def test_refuses_a_taken_id_anywhere_and_writes_nothing(tmp_path: Path):
 @pytest.mark.parametrize("args, message", [
     (("--cases", "3"), "at least 5"),
     (("--size", "8"), "size must be >= 16"),
-    (("--noise", "-1"), "noise must be >= 0"),
+    (("--noise", "-1"), "noise must be a finite number >= 0"),
     (("--name", "bad name"), "letters, digits"),
     (("--regions",), "regions need n_classes >= 2"),
+    (("--classes", "0"), "n_classes must be >= 1"),
+    (("--seed", "-1"), "seed must be >= 0"),
+    (("--size", "0"), "size must be >= 16"),
+    (("--contrast", "nan"), "contrast must be a finite number"),
+    (("--noise", "inf"), "noise must be a finite number"),
 ])
 def test_bad_arguments_are_refused(tmp_path: Path, args: tuple[str, ...], message: str):
     done = _make("80", "--dim", "2", "--raw", str(tmp_path / "raw"), *args)
@@ -83,3 +88,19 @@ def test_needs_nnunet_raw(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_raw"}
     done = _make("81", "--dim", "2", env=env)
     assert done.returncode == 2 and "nnUNet_raw is not set" in done.stderr
+
+
+def test_an_unwritable_raw_folder_is_one_clear_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = _make("82", "--dim", "2", "--cases", "5", "--size", "32", "--raw", str(blocker / "raw"))
+    assert done.returncode == 2 and "cannot write the dataset" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_classes_that_occur_in_no_case_are_reported(tmp_path: Path):
+    done = _make("83", "--dim", "2", "--cases", "5", "--test-cases", "0", "--size", "16", "--classes", "300",
+                 "--raw", str(tmp_path / "raw"))
+    assert done.returncode == 0, done.stderr
+    assert "warning:" in done.stderr and "classes occur in no training case" in done.stderr
+    labels = json.loads((tmp_path / "raw" / "Dataset083_ThinStructures2D" / "dataset.json").read_text())["labels"]
+    assert len(labels) == 301  # as asked, and the labels survive past 255 (uint16 files)

@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from nnunet_ext.figures import CLASS_COLOURS, SKELETON_COLOUR, overlay, views
 from nnunet_ext.synthetic import write_raw_dataset
@@ -70,7 +71,12 @@ def test_existing_output_and_bad_inputs_are_refused(raw: Path, tmp_path: Path):
     assert out.read_bytes() != b"user picture"
 
     other = raw / "Dataset012_Show3D" / "labelsTr" / "Show3D_000.nii.gz"
+    fractional = tmp_path / "fractional.nii.gz"  # probabilities instead of labels
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(label))).astype(np.float32) * 0.5
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(fractional))
     cases = [((str(image), str(other)), "shape"), ((str(image), str(folder / "nope.nii.gz")), "does not exist"),
+             ((str(label), str(image)), "non-integer values"),  # IMAGE and LABEL swapped
+             ((str(image), str(fractional)), "no label map"),
              (("-d", "11", "Show2D_999", "--raw", str(raw)), "Show2D_000"),
              (("-d", "13", "x", "--raw", str(raw)), "no dataset"),
              ((str(image),), "IMAGE LABEL")]

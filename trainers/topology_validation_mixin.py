@@ -8,6 +8,10 @@ trainings, keyed as in nnU-Net's summary.json), so a finished
 ``nnUNetv2_train`` (or ``--val``) already says whether connectivity improved. Like nnU-Net's
 summary.json it is rewritten whenever the validation runs again.
 
+The summary is an addition: it never turns a finished training into a failure. Label files it cannot
+score (e.g. non-integer values, which nnU-Net's preprocessing silently truncates) are reported when
+training starts, and at the end the summary is skipped with a warning naming the file and the fix.
+
 Set the class attribute ``topology_validation = False`` in a subclass to skip it.
 Mix in before the nnU-Net trainer class.
 """
@@ -18,9 +22,10 @@ from pathlib import Path
 
 from nnunetv2.configuration import default_num_processes
 
-from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, EvaluationError, evaluate_folders
+from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, evaluate_folders, non_integer_label_files
 
 LOGGED_METRICS = ("Dice", "clDice", "Betti0_error", "Betti1_error", "Betti2_error")
+MAX_LISTED_FILES = 5
 
 
 class TopologyValidationMixin:
@@ -28,19 +33,44 @@ class TopologyValidationMixin:
 
     topology_validation: bool = True
 
+    @property
+    def ground_truth_folder(self) -> Path:
+        return Path(self.preprocessed_dataset_folder_base) / "gt_segmentations"
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.topology_validation and self.local_rank == 0:
+            self.warn_about_unscorable_labels()
+
+    def warn_about_unscorable_labels(self) -> None:
+        """Log a warning, at the start, if the fold's validation label files hold non-integer values."""
+        _, val_keys = self.do_split()
+        ending = self.dataset_json["file_ending"]
+        bad = non_integer_label_files([self.ground_truth_folder / f"{case}{ending}" for case in sorted(val_keys)])
+        if bad:
+            listed = ", ".join(str(p) for p in bad[:MAX_LISTED_FILES]) + (" ..." if len(bad) > MAX_LISTED_FILES else "")
+            self.print_to_log_file(
+                f"WARNING: {len(bad)} validation label file(s) hold non-integer values: {listed}. nnU-Net's "
+                f"preprocessing truncated them to integers for training, and the topology summary of the final "
+                f"validation cannot score them (it will be skipped). Fix the label files (integer classes; check with "
+                f"nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name} --verify_dataset_integrity) and "
+                f"preprocess again", also_print_to_console=True)
+
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         super().perform_actual_validation(save_probabilities)
         if not self.topology_validation or self.local_rank != 0:
             return
         validation = Path(self.output_folder) / "validation"
+        self.print_to_log_file(f"topology validation (summary_topology.json) of {validation}",
+                               also_print_to_console=True)
+        processes = default_num_processes if default_num_processes > 1 else 0
         try:
-            summary = evaluate_folders(
-                Path(self.preprocessed_dataset_folder_base) / "gt_segmentations", validation, self.dataset_json,
-                self.plans_manager.plans, validation / DEFAULT_OUTPUT_NAME,
-                num_processes=default_num_processes if default_num_processes > 1 else 0,
-                overwrite=True, progress=False, chill=True)
-        except EvaluationError as error:
-            self.print_to_log_file(f"topology validation failed: {error}", also_print_to_console=True)
+            summary = evaluate_folders(self.ground_truth_folder, validation, self.dataset_json,
+                                       self.plans_manager.plans, validation / DEFAULT_OUTPUT_NAME,
+                                       num_processes=processes, overwrite=True, progress=True, chill=True)
+        except Exception as error:  # noqa: BLE001 - an addition to nnU-Net's validation must not fail the training
+            self.print_to_log_file(f"WARNING: topology validation skipped, nnU-Net's summary.json stands: {error}",
+                                   also_print_to_console=True)
             return
         mean = summary["foreground_mean"]
         self.print_to_log_file("Mean validation topology: " + ", ".join(

@@ -8,11 +8,17 @@ check happens here, where the labels are still a CPU array.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import SegOnlyTransform
+
+REPORT_PATH_VARIABLE = "NNUNET_EXT_LABEL_REPORT"
+"""Environment variable naming a file that a failing check appends its finding to (one JSON line), so that the
+training process can report what a data-loader worker found (a dying worker only says that it died)."""
 
 
 class LabelValueError(ValueError):
@@ -44,7 +50,13 @@ class LabelCheckTransform(SegOnlyTransform):
         values = segmentation.detach().cpu().numpy() if isinstance(segmentation, torch.Tensor) else np.asarray(
             segmentation)
         if values.size and not self._holds_only_allowed(values):
-            raise self._error(values)
+            bad = self._bad_values(values)
+            error = self._error(bad)
+            report = os.environ.get(REPORT_PATH_VARIABLE)
+            if report:
+                with open(report, "a") as f:
+                    f.write(json.dumps({"values": bad, "message": str(error)}) + "\n")
+            raise error
         return segmentation
 
     def _holds_only_allowed(self, values: np.ndarray) -> bool:
@@ -54,10 +66,12 @@ class LabelCheckTransform(SegOnlyTransform):
             return bool(values.min() >= self.allowed_labels[0] and values.max() <= self.allowed_labels[-1])
         return bool(np.isin(values, self.allowed_labels).all())
 
-    def _error(self, values: np.ndarray) -> LabelValueError:
-        found = np.unique(values)
-        bad = [v for v in found.tolist() if v not in self.allowed_labels]
-        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in bad[:5])
+    def _bad_values(self, values: np.ndarray) -> list[float]:
+        """The distinct values outside the allowed labels (at most 5), as Python numbers."""
+        return [v for v in np.unique(values).tolist() if v not in self.allowed_labels][:5]
+
+    def _error(self, bad: list[float]) -> LabelValueError:
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in bad)
         return LabelValueError(
             f"a label map holds value(s) {shown} that the dataset does not define (labels: {self.labels_description};"
             f" allowed values {list(self.allowed_labels)}). Fix: run `nnUNetv2_plan_and_preprocess -d DATASET_ID "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -196,15 +195,9 @@ class Study:
         b = self.settings.benchmark
         self.say(f"dataset: writing {b.n_train} training and {b.n_test} test cases ({b.dim}D, {b.size} voxels per "
                  f"axis, seed {b.seed})")
-        staging = self.workdir / "staging_raw"  # written aside, moved into place whole
-        if staging.exists():
-            shutil.rmtree(staging)  # a partial dataset of an interrupted study of this folder
-        folder = write_raw_dataset(staging, STUDY_DATASET_ID, self.dataset_folder.name.split("_", 1)[1], b.dim,
-                                   n_train=b.n_train, n_test=b.n_test, size=b.size, n_classes=b.n_classes,
-                                   seed=b.seed, image_params=ImageParams())
-        self.raw.mkdir(parents=True, exist_ok=True)
-        folder.rename(self.dataset_folder)
-        staging.rmdir()
+        write_raw_dataset(self.raw, STUDY_DATASET_ID, self.dataset_folder.name.split("_", 1)[1], b.dim,
+                          n_train=b.n_train, n_test=b.n_test, size=b.size, n_classes=b.n_classes, seed=b.seed,
+                          image_params=ImageParams())  # written aside and moved into place whole
 
     def plan_and_preprocess(self) -> None:
         configuration = configuration_of(self.settings.benchmark)
