@@ -1,5 +1,6 @@
 """Losses of nnunet_ext (torch only; usable without nnU-Net)."""
 
+from nnunet_ext.losses.cbdice import CbDiceLoss, RegionCbDiceLoss
 from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
 from nnunet_ext.losses.cldice import RegionClDiceLoss, SoftClDiceLoss, soft_cldice
 from nnunet_ext.losses.combo import ComboLoss, RegionComboLoss
@@ -10,11 +11,13 @@ from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkel
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 
 __all__ = [
+    "CbDiceLoss",
     "ClassificationGuidedLoss",
     "ComboLoss",
     "CompoundLoss",
     "HybridLoss",
     "LossTerm",
+    "RegionCbDiceLoss",
     "RegionClDiceLoss",
     "RegionComboLoss",
     "RegionSkeletonRecallLoss",
