@@ -18,7 +18,9 @@ the network labels c), their skeletons S_L, S_P and the prediction's probability
 
 and the loss is ``-mean(cbDice)`` over classes (and samples unless batch_dice), in [-1, 0] like nnU-Net's
 Dice term (which returns -Dice). Masks, skeletons (our clDice soft skeleton of the binary masks) and distances
-are constants; only p carries the gradient. Everything is tensor reductions: no device-to-host sync.
+are constants; only p carries the gradient. Everything is tensor reductions: no device-to-host sync. The soft
+skeleton of a 0/1 mask is 0/1 and is computed in bool (``binary_skeletonize``); the distances only up to the
+largest radius the skeleton can have (``capped_distance_transform``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from nnunet_ext.distance.capped_edt import capped_distance_transform
+from nnunet_ext.losses.binary_skeleton import binary_skeletonize
 from nnunet_ext.losses.distributed import all_gather_sums
 from nnunet_ext.losses.input_checks import (
     ValueCheckOnce,
@@ -36,7 +39,6 @@ from nnunet_ext.losses.input_checks import (
     check_region_values,
 )
 from nnunet_ext.losses.prepare import as_float_logits
-from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 
 
 def radius_weights(masks: torch.Tensor, skeletons: torch.Tensor, cap: float
@@ -79,7 +81,7 @@ def cbdice_of_scored_channels(probs: torch.Tensor, hard: torch.Tensor, true: tor
     """
     with torch.no_grad():
         masks = torch.cat([true, hard], 1)
-        skeletons = soft_skeletonize(masks.to(torch.float32), iterations) > 0.5  # exactly 0/1 for binary input
+        skeletons = binary_skeletonize(masks, iterations)  # the soft skeleton of the 0/1 masks
         d_norm, r_norm, inverse = radius_weights(masks, skeletons, cap=float(iterations + 1))
         k = true.shape[1]
         skel_l, skel_p = skeletons[:, :k], skeletons[:, k:]

@@ -11,7 +11,8 @@ of the one-hot target T and of the softmax prediction P::
 With one foreground class this is the authors' code (their ``CE_clCE_loss`` / ``clCELoss``: channel 1's
 skeletons); with several, each voxel's cross entropy is weighted by the skeletons of every foreground class
 (the classes' skeletons overlap only where classes touch). The gradient flows through the cross entropy and
-through the prediction's skeleton, as in the authors' code; the target's skeleton is a constant.
+through the prediction's skeleton, as in the authors' code; the target's skeleton is a constant (computed in
+bool by ``binary_skeletonize``: the soft skeleton of a one-hot map is 0/1).
 
 The means run over the voxels that carry a label: ignore-label voxels contribute nothing and are not
 counted, as in nnU-Net's own cross entropy (``ignore_index``), so a sparsely annotated patch is not scaled
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunet_ext.losses.binary_skeleton import binary_skeletonize
 from nnunet_ext.losses.distributed import all_gather_sums
 from nnunet_ext.losses.input_checks import (
     ValueCheckOnce,
@@ -105,16 +107,15 @@ class ClCELoss(ValueCheckOnce, nn.Module):
         ce = -log_probs.gather(1, class_index(target, num_classes))  # (B, 1, ...)
         probs = log_probs[:, 1:].exp()
         classes = torch.arange(1, num_classes, device=target.device).view(1, -1, *([1] * (target.ndim - 2)))
-        true = (target == classes).to(probs.dtype)
+        true = target == classes
         if self.ignore_label is None:
             labelled = torch.full((target.shape[0],), target[0].numel(), dtype=ce.dtype, device=ce.device)
         else:
             valid = target != self.ignore_label
-            ce, probs, true = torch.where(valid, ce, 0.0), torch.where(valid, probs, 0.0), true * valid
+            ce, probs, true = torch.where(valid, ce, 0.0), torch.where(valid, probs, 0.0), true & valid
             labelled = valid.flatten(1).sum(1).to(ce.dtype)
         pred_weight = soft_skeletonize(probs, self.iterations).sum(1, keepdim=True)
-        with torch.no_grad():
-            true_weight = soft_skeletonize(true, self.iterations).sum(1, keepdim=True)
+        true_weight = binary_skeletonize(true, self.iterations).sum(1, keepdim=True, dtype=ce.dtype)
         return clce_from_weights(ce, true_weight, pred_weight, labelled, self.batch_dice, self.ddp)
 
 
@@ -135,10 +136,8 @@ class RegionClCELoss(ClCELoss):
         _check_spatial(net_output)
         self.check_values_once(check_region_values, target)
         logits = as_float_logits(net_output)
-        true = target.to(logits.dtype)
-        ce = F.binary_cross_entropy_with_logits(logits, true, reduction="none")
+        ce = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
         pred_weight = soft_skeletonize(torch.sigmoid(logits), self.iterations)
-        with torch.no_grad():
-            true_weight = soft_skeletonize(true, self.iterations)
+        true_weight = binary_skeletonize(target, self.iterations).to(ce.dtype)
         labelled = torch.full((target.shape[0],), target[0, 0].numel(), dtype=ce.dtype, device=ce.device)
         return clce_from_weights(ce, true_weight, pred_weight, labelled, self.batch_dice, self.ddp)
