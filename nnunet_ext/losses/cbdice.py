@@ -48,8 +48,10 @@ def radius_weights(masks: torch.Tensor, skeletons: torch.Tensor, cap: float
     Args:
         masks: (B, K, *spatial) bool.
         skeletons: (B, K, *spatial) bool, each inside its mask.
-        cap: a bound on every skeleton radius (``iterations + 1`` for the soft skeleton); distances are
-            computed up to it only (``capped_distance_transform``), which is exact after the clamp at R_max.
+        cap: a bound on every skeleton radius; distances are computed up to it only
+            (``capped_distance_transform``), which is exact after the clamp at R_max <= cap. For a soft skeleton
+            of k iterations the bound is k + 1: its voxels are ridges of the j-th erosion (j <= k), at city-block
+            distance j + 1 from the background, and the Euclidean distance is at most the city-block one.
 
     Returns:
         Three float32 tensors of ``masks``' shape; I is squared for 3D maps. Normalised per (B, K) map.
