@@ -7,7 +7,8 @@ Two ratios the GPU issue asks for, measured side by side in one run on the same 
    Goal: ours / one-hot <= 1.0, same value to 1e-6.
 2. Whole trainer losses vs nnU-Net's own ``DC_and_CE_loss`` (CE + MemoryEfficientSoftDiceLoss, as
    ``nnUNetTrainer._build_loss`` builds it): CE + Dice + Skeleton Recall (goal <= 1.3x), and, for
-   information, CE + Dice + clDice, Combo, and UNet 3+'s hybrid loss.
+   information, CE + Dice + clDice, CE + Dice + cbDice, CE + Dice + clCE (the trainers' defaults: cbDice
+   with k = 10 on the hard masks, clCE with k = 3), Combo, and UNet 3+'s hybrid loss.
 
 Cases (``--quick``: small shapes, a check of the script): 3D batch 2, 64^3 with 14 and 3 foreground
 classes, 2D batch 12, 512^2 with 3 (nnU-Net's 2D batch size). Inputs: logits are a noisy copy of smooth
@@ -16,7 +17,8 @@ as the data pipeline delivers them. Every variant runs once to warm up, then ``-
 interleaved (each repeat runs every variant once), on the machine's default torch threads; the median
 is reported. Wall clock on the CPU: ratios are what carries over, not milliseconds.
 
-Run:  .venv/bin/python benchmarks/bench_losses.py [--repeats 5] [--quick] [--skip-cldice]
+Run:  .venv/bin/python benchmarks/bench_losses.py [--repeats 5] [--quick] [--skip-cldice] [--cases 3D]
+          [--only "CE+Dice+cbDice" "CE+Dice+clCE"]   (--only: these variants next to nnU-Net's CE+Dice)
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ import torch.nn.functional as F
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
-from nnunet_ext.losses import ComboLoss, CompoundLoss, HybridLoss, LossTerm, SoftClDiceLoss, SoftSkeletonRecallLoss
+from nnunet_ext.losses import (
+    CbDiceLoss,
+    ClCELoss,
+    ComboLoss,
+    CompoundLoss,
+    HybridLoss,
+    LossTerm,
+    SoftClDiceLoss,
+    SoftSkeletonRecallLoss,
+)
 
 # name: (batch, foreground classes, spatial, nnU-Net's batch_dice for such a configuration)
 CASES = {
@@ -79,6 +90,12 @@ def nnunet_ce_dice(batch_dice: bool) -> torch.nn.Module:
                           weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
 
 
+def with_labels_term(ce_dice: torch.nn.Module, extra: torch.nn.Module) -> Callable:
+    """CE + Dice + 1 * extra, as the trainers compose it (both terms read the labels)."""
+    loss = CompoundLoss([LossTerm(ce_dice, 1.0, "labels"), LossTerm(extra, 1.0, "labels")])
+    return lambda z, y, s: loss(z, y)
+
+
 def variants(batch_dice: bool, skip_cldice: bool) -> dict[str, Callable[[torch.Tensor, torch.Tensor,
                                                                           torch.Tensor], torch.Tensor]]:
     """name -> loss(logits, labels, skeleton)."""
@@ -90,6 +107,8 @@ def variants(batch_dice: bool, skip_cldice: bool) -> dict[str, Callable[[torch.T
         "SR ours": lambda z, y, s: recall(z, s),
         "CE+Dice (nnU-Net)": lambda z, y, s: ce_dice(z, y),
         "CE+Dice+SR": lambda z, y, s: with_recall(z, torch.cat([y, s], 1)),
+        "CE+Dice+cbDice": with_labels_term(ce_dice, CbDiceLoss(batch_dice=batch_dice)),
+        "CE+Dice+clCE": with_labels_term(ce_dice, ClCELoss(batch_dice=batch_dice)),
         "Combo": lambda z, y, s: ComboLoss(batch_dice=batch_dice)(z, y),
         "Hybrid (UNet 3+)": lambda z, y, s: HybridLoss(batch_dice=batch_dice)(z, y),
     }
@@ -111,9 +130,11 @@ def forward_backward(loss: Callable, logits: torch.Tensor, labels: torch.Tensor,
 
 
 def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], batch_dice: bool, repeats: int,
-             skip_cldice: bool) -> dict[str, float]:
+             skip_cldice: bool, only: list[str] | None = None) -> dict[str, float]:
     logits, labels, skeleton = make_inputs(batch, classes, spatial)
     losses = variants(batch_dice, skip_cldice)
+    if only:
+        losses = {k: f for k, f in losses.items() if k in {"CE+Dice (nnU-Net)", *only}}
     times: dict[str, list[float]] = {k: [] for k in losses}
     values = {k: forward_backward(f, logits, labels, skeleton)[1] for k, f in losses.items()}  # warm-up
     for _ in range(repeats):
@@ -126,12 +147,15 @@ def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], batc
         base = "SR one-hot" if k.startswith("SR ") else "CE+Dice (nnU-Net)"
         ratio = median[k] / median[base]
         print(f"  {k:<20} {median[k]:9.1f}  {ratio:6.2f}x {base:<13}  {values[k]:.8f}")
+    if "SR ours" not in losses:
+        return {k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses}
     diff = abs(values["SR ours"] - values["SR one-hot"])
     print(f"  |SR ours - SR one-hot| = {diff:.2e}")
     if diff > 1e-6:
         raise SystemExit(f"{name}: Skeleton Recall differs from the one-hot formulation by {diff:.2e} > 1e-6")
     return {"sr": median["SR ours"] / median["SR one-hot"],
-            "total": median["CE+Dice+SR"] / median["CE+Dice (nnU-Net)"]}
+            "total": median["CE+Dice+SR"] / median["CE+Dice (nnU-Net)"],
+            **{k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses if k.startswith("CE+Dice+")}}
 
 
 def main() -> None:
@@ -139,13 +163,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small shapes: a check of the script")
     parser.add_argument("--skip-cldice", action="store_true", help="leave out CE+Dice+clDice (the slowest)")
+    parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
+    parser.add_argument("--only", nargs="+", help="run only these variants (and nnU-Net's CE+Dice)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    ratios = {name: run_case(name, *case, args.repeats, args.skip_cldice)
-              for name, case in (QUICK_CASES if args.quick else CASES).items()}
-    print("\nsummary (goals: Skeleton Recall / one-hot <= 1.0x; CE+Dice+SR / CE+Dice <= 1.3x)")
+    cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
+             if not args.cases or any(part in name for part in args.cases)}
+    ratios = {name: run_case(name, *case, args.repeats, args.skip_cldice, args.only) for name, case in cases.items()}
+    print("\nsummary (goals: Skeleton Recall / one-hot <= 1.0x; CE+Dice+SR / CE+Dice <= 1.3x; the others: x CE+Dice)")
     for name, r in ratios.items():
-        print(f"  {name:<24} SR/one-hot {r['sr']:.2f}x   CE+Dice+SR / CE+Dice {r['total']:.2f}x")
+        parts = [f"SR/one-hot {r['sr']:.2f}x", f"CE+Dice+SR {r['total']:.2f}x"] if "sr" in r else []
+        parts += [f"{k.removeprefix('CE+Dice+')} {v:.2f}x" for k, v in r.items()
+                  if k.startswith("CE+Dice+") and k != "CE+Dice+SR"]
+        print(f"  {name:<24} " + "   ".join(parts))
 
 
 if __name__ == "__main__":

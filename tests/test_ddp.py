@@ -19,8 +19,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from nnunet_ext.losses import (
+    CbDiceLoss,
+    ClCELoss,
     ComboLoss,
     HybridLoss,
+    RegionCbDiceLoss,
+    RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
     RegionSkeletonRecallLoss,
@@ -46,9 +50,13 @@ LOSSES = {
     "cldice": lambda **kw: SoftClDiceLoss(**kw),
     "combo": lambda **kw: ComboLoss(alpha=0.3, beta=0.7, **kw),
     "hybrid": lambda **kw: HybridLoss(**kw),
+    "cbdice": lambda **kw: CbDiceLoss(**kw),
+    "clce": lambda **kw: ClCELoss(**kw),
     "region_skeleton_recall": lambda **kw: OnRegions(RegionSkeletonRecallLoss(**kw)),
     "region_cldice": lambda **kw: OnRegions(RegionClDiceLoss(**kw)),
     "region_combo": lambda **kw: OnRegions(RegionComboLoss(alpha=0.3, beta=0.7, **kw)),
+    "region_cbdice": lambda **kw: OnRegions(RegionCbDiceLoss(**kw)),
+    "region_clce": lambda **kw: OnRegions(RegionClCELoss(**kw)),
 }
 
 

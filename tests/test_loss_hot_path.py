@@ -17,9 +17,13 @@ import torch
 from torch import nn
 
 from nnunet_ext.losses import (
+    CbDiceLoss,
     ClassificationGuidedLoss,
+    ClCELoss,
     ComboLoss,
     HybridLoss,
+    RegionCbDiceLoss,
+    RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
     RegionSkeletonRecallLoss,
@@ -84,9 +88,13 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "combo": lambda **kw: ComboLoss(alpha=0.3, beta=0.7, **kw),
     "hybrid": HybridLoss,
     "cgm_hybrid": WithCGM,
+    "cbdice": CbDiceLoss,
+    "clce": ClCELoss,
     "region_skeleton_recall": lambda ignore_label=None, **kw: OnRegions(RegionSkeletonRecallLoss(**kw)),
     "region_cldice": lambda ignore_label=None, **kw: OnRegions(RegionClDiceLoss(**kw)),
     "region_combo": lambda ignore_label=None, **kw: OnRegions(RegionComboLoss(**kw)),
+    "region_cbdice": lambda ignore_label=None, **kw: OnRegions(RegionCbDiceLoss(**kw)),
+    "region_clce": lambda ignore_label=None, **kw: OnRegions(RegionClCELoss(**kw)),
 }
 
 
@@ -110,7 +118,7 @@ def test_the_detector_catches_a_sync() -> None:
         torch.ones(1).sum().item()
 
 
-@pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid"])
+@pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid", "cbdice", "clce"])
 def test_label_values_are_checked_on_the_first_call_until_they_pass(name: str) -> None:
     logits, labels = torch.randn(1, 3, 6, 6), _labels((1, 1, 6, 6), 3)
     bad = labels.clone()
@@ -135,9 +143,11 @@ def test_labels_outside_the_classes_after_the_first_call_do_not_crash(name: str)
 
 
 # (+inf in a sigmoid region output and -inf anywhere are saturated probabilities, 1 and 0: finite)
-@pytest.mark.parametrize(("name", "bad"), [(name, bad) for name in ("cldice", "combo", "hybrid", "cgm_hybrid")
+@pytest.mark.parametrize(("name", "bad"), [(name, bad) for name in ("cldice", "combo", "hybrid", "cgm_hybrid", "cbdice",
+                                                                    "clce")
                                            for bad in (float("nan"), float("inf"))]
-                         + [("region_cldice", float("nan")), ("region_combo", float("nan"))])
+                         + [(name, float("nan")) for name in ("region_cldice", "region_combo", "region_cbdice",
+                                                              "region_clce")])
 def test_non_finite_logits_give_a_non_finite_loss_without_an_exception(name: str, bad: float) -> None:
     logits, labels = torch.randn(2, 3, 8, 8), _labels((2, 1, 8, 8), 3)
     logits[1, 1, 4, 4] = bad

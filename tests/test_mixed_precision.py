@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from nnunet_ext.trainers import (
+    nnUNetTrainerCbDice,
+    nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerSkeletonRecall,
@@ -26,9 +28,9 @@ from nnunet_ext.trainers import (
 )
 from tests.conftest import NnunetWorkspace, make_trainer
 
-TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerUNet3Plus,
-            nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall, nnUNetTrainerUNetV2,
-            nnUNetTrainerUNetV2SkeletonRecall]
+TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
+            nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
+            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall]
 # loss tolerance relative to fp32 (bf16 keeps 8 bits of mantissa, fp16 11)
 TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
 

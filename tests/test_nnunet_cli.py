@@ -139,6 +139,8 @@ TRAINERS = {
     "nnUNetTrainerSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages"),
     "nnUNetTrainerClDice": ("SoftClDiceLoss", "decoder.stages"),
     "nnUNetTrainerCombo": ("ComboLoss", "decoder.stages"),
+    "nnUNetTrainerCbDice": ("CbDiceLoss", "decoder.stages"),
+    "nnUNetTrainerClCE": ("ClCELoss", "decoder.stages"),
     "nnUNetTrainerUNet3Plus": ("nnunet_ext network: UNet3Plus", "decoder.stages.0.inputs"),
     "nnUNetTrainerUNet3PlusCGM": ("HybridLoss", "decoder.classifier"),
     "nnUNetTrainerUNet3PlusSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),

@@ -13,6 +13,8 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (
+    nnUNetTrainerCbDice,
+    nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerSkeletonRecall,
@@ -26,9 +28,9 @@ from nnunet_ext.trainers.pipeline_edits import PipelineLayoutError
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
 from nnunet_ext.transforms import LabelCheckTransform, LabelValueError, SkeletonTransform
 
-TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerUNet3Plus,
-            nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall, nnUNetTrainerUNetV2,
-            nnUNetTrainerUNetV2SkeletonRecall]
+TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
+            nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
+            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall]
 DS_SCALES = [[1, 1], [0.5, 0.5], [0.25, 0.25]]
 
 

@@ -19,9 +19,13 @@ from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentatio
 from torch import nn
 
 from nnunet_ext.losses import (
+    CbDiceLoss,
+    ClCELoss,
     ComboLoss,
     CompoundLoss,
     LossTerm,
+    RegionCbDiceLoss,
+    RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
     RegionSkeletonRecallLoss,
@@ -32,6 +36,8 @@ from nnunet_ext.regions import RegionDefinitionError, check_regions_class_order
 from nnunet_ext.skeleton import tubed_skeleton
 from nnunet_ext.synthetic import vessel_tree, write_raw_dataset
 from nnunet_ext.trainers import (
+    nnUNetTrainerCbDice,
+    nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerSkeletonRecall,
@@ -50,6 +56,8 @@ PAIRS = {
     "skeleton_recall": (RegionSkeletonRecallLoss, SoftSkeletonRecallLoss, {}),
     "cldice": (RegionClDiceLoss, SoftClDiceLoss, {"iterations": 2}),
     "combo": (RegionComboLoss, ComboLoss, {"alpha": 0.3, "beta": 0.7}),
+    "cbdice": (RegionCbDiceLoss, CbDiceLoss, {"iterations": 4}),
+    "clce": (RegionClCELoss, ClCELoss, {"iterations": 2}),
 }
 
 
@@ -74,7 +82,8 @@ def test_region_loss_is_the_mean_of_softmax_losses_on_each_region(name: str, bat
     per_region = [softmax(torch.cat([torch.zeros_like(logits[:, r:r + 1]), logits[:, r:r + 1]], 1),
                           regions[:, r:r + 1].long()) for r in range(regions.shape[1])]
     expected = torch.stack(per_region).mean()
-    tolerance = {"atol": 1e-6, "rtol": 1e-5} if name == "cldice" else {"atol": 1e-10, "rtol": 1e-7}  # float32
+    float32 = name in ("cldice", "cbdice")
+    tolerance = {"atol": 1e-6, "rtol": 1e-5} if float32 else {"atol": 1e-10, "rtol": 1e-7}
     torch.testing.assert_close(loss, expected.to(loss.dtype), **tolerance)
     grad, = torch.autograd.grad(loss, logits)
     expected_grad, = torch.autograd.grad(expected, logits)
@@ -92,7 +101,8 @@ def test_region_recall_counts_each_region_skeleton() -> None:
     torch.testing.assert_close(loss, torch.tensor(-0.5))
 
 
-@pytest.mark.parametrize("loss_class", [RegionSkeletonRecallLoss, RegionClDiceLoss, RegionComboLoss])
+@pytest.mark.parametrize("loss_class", [RegionSkeletonRecallLoss, RegionClDiceLoss, RegionComboLoss, RegionCbDiceLoss,
+                                        RegionClCELoss])
 def test_region_losses_refuse_bad_targets(loss_class: type) -> None:
     logits = torch.zeros(1, 2, 8, 8)
     loss = loss_class()
@@ -223,7 +233,8 @@ def _narrow(trainer_class: type) -> type:
     return type(trainer_class.__name__, (trainer_class,), {"unet3plus_cat_channels": 8, "unetv2_sdi_channels": 8})
 
 
-REGION_TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo,
+REGION_TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
+                   nnUNetTrainerClCE,
                    *map(_narrow, [nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusSkeletonRecall, nnUNetTrainerUNetV2,
                                   nnUNetTrainerUNetV2SkeletonRecall])]
 

@@ -6,6 +6,8 @@ module here as a top-level module while searching, so modules import the package
 absolutely (``nnunet_ext.…``) and are named distinctively.
 """
 
+from nnunet_ext.trainers.nnUNetTrainerCbDice import cbdice_term, nnUNetTrainerCbDice
+from nnunet_ext.trainers.nnUNetTrainerClCE import clce_term, nnUNetTrainerClCE
 from nnunet_ext.trainers.nnUNetTrainerClDice import (
     cldice_term,
     nnUNetTrainerClDice,
@@ -28,7 +30,11 @@ from nnunet_ext.trainers.nnUNetTrainerUNet3Plus import (
 from nnunet_ext.trainers.nnUNetTrainerUNetV2 import nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall
 
 __all__ = [
+    "cbdice_term",
+    "clce_term",
     "cldice_term",
+    "nnUNetTrainerCbDice",
+    "nnUNetTrainerClCE",
     "nnUNetTrainerClDice",
     "nnUNetTrainerClDice_w0p5",
     "nnUNetTrainerClDice_w2",

@@ -1,6 +1,8 @@
 """Losses of nnunet_ext (torch only; usable without nnU-Net)."""
 
+from nnunet_ext.losses.cbdice import CbDiceLoss, RegionCbDiceLoss
 from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
+from nnunet_ext.losses.clce import ClCELoss, RegionClCELoss
 from nnunet_ext.losses.cldice import RegionClDiceLoss, SoftClDiceLoss, soft_cldice
 from nnunet_ext.losses.combo import ComboLoss, RegionComboLoss
 from nnunet_ext.losses.compound import CompoundLoss, LossTerm, channel_index
@@ -10,11 +12,15 @@ from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkel
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 
 __all__ = [
+    "CbDiceLoss",
+    "ClCELoss",
     "ClassificationGuidedLoss",
     "ComboLoss",
     "CompoundLoss",
     "HybridLoss",
     "LossTerm",
+    "RegionCbDiceLoss",
+    "RegionClCELoss",
     "RegionClDiceLoss",
     "RegionComboLoss",
     "RegionSkeletonRecallLoss",

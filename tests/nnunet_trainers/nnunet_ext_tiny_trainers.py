@@ -13,6 +13,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (
+    nnUNetTrainerCbDice,
+    nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerSkeletonRecall,
@@ -50,6 +52,14 @@ class nnUNetTrainerClDiceTiny(TinyRun, nnUNetTrainerClDice):
 
 
 class nnUNetTrainerComboTiny(TinyRun, nnUNetTrainerCombo):
+    pass
+
+
+class nnUNetTrainerCbDiceTiny(TinyRun, nnUNetTrainerCbDice):
+    pass
+
+
+class nnUNetTrainerClCETiny(TinyRun, nnUNetTrainerClCE):
     pass
 
 
@@ -123,6 +133,14 @@ class nnUNetTrainerClDiceCompiledTiny(CompileOnCPU, nnUNetTrainerClDiceTiny):
 
 
 class nnUNetTrainerComboCompiledTiny(CompileOnCPU, nnUNetTrainerComboTiny):
+    pass
+
+
+class nnUNetTrainerCbDiceCompiledTiny(CompileOnCPU, nnUNetTrainerCbDiceTiny):
+    pass
+
+
+class nnUNetTrainerClCECompiledTiny(CompileOnCPU, nnUNetTrainerClCETiny):
     pass
 
 
