@@ -1,9 +1,16 @@
 """batchgenerators transforms of nnunet_ext (picklable; safe in spawn/fork workers)."""
 
 from nnunet_ext.transforms.classic_skeleton_transform import ClassicSkeletonTransform
+from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 from nnunet_ext.transforms.label_check_transform import LabelCheckTransform, LabelValueError
 from nnunet_ext.transforms.region_skeleton_transform import RegionSkeletonTransform
 from nnunet_ext.transforms.skeleton_transform import SkeletonTransform
 
-__all__ = ["ClassicSkeletonTransform", "LabelCheckTransform", "LabelValueError", "RegionSkeletonTransform",
-           "SkeletonTransform"]
+__all__ = [
+    "ClassicSkeletonTransform",
+    "ExtraTargetTransform",
+    "LabelCheckTransform",
+    "LabelValueError",
+    "RegionSkeletonTransform",
+    "SkeletonTransform",
+]

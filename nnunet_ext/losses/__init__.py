@@ -3,11 +3,12 @@
 from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
 from nnunet_ext.losses.cldice import RegionClDiceLoss, SoftClDiceLoss, soft_cldice
 from nnunet_ext.losses.combo import ComboLoss, RegionComboLoss
-from nnunet_ext.losses.compound import CompoundLoss, LossTerm, channel_index
+from nnunet_ext.losses.compound import CompoundLoss, LossTerm
 from nnunet_ext.losses.hybrid import HybridLoss, focal_loss, ms_ssim_loss, soft_iou_loss
 from nnunet_ext.losses.ms_ssim import ms_ssim, ms_ssim_plan
 from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
+from nnunet_ext.losses.target_layout import TARGET_BLOCKS, TargetLayout
 
 __all__ = [
     "ClassificationGuidedLoss",
@@ -20,7 +21,8 @@ __all__ = [
     "RegionSkeletonRecallLoss",
     "SoftClDiceLoss",
     "SoftSkeletonRecallLoss",
-    "channel_index",
+    "TARGET_BLOCKS",
+    "TargetLayout",
     "focal_loss",
     "ms_ssim",
     "ms_ssim_loss",
