@@ -1,9 +1,10 @@
-"""Losses of nnunet_ext (torch only; usable without nnU-Net)."""
+"""Losses of nnunet_ext (torch; usable without nnU-Net), and the U-Net weight map they read (numpy)."""
 
 from nnunet_ext.losses.classification_guided import ClassificationGuidedLoss, patch_contains_foreground
 from nnunet_ext.losses.cldice import RegionClDiceLoss, SoftClDiceLoss, soft_cldice
 from nnunet_ext.losses.combo import ComboLoss, RegionComboLoss
 from nnunet_ext.losses.compound import CompoundLoss, LossTerm
+from nnunet_ext.losses.hausdorff_dt import HausdorffDTLoss, RegionHausdorffDTLoss
 from nnunet_ext.losses.hybrid import HybridLoss, focal_loss, ms_ssim_loss, soft_iou_loss
 from nnunet_ext.losses.ms_ssim import ms_ssim, ms_ssim_plan
 from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
@@ -14,10 +15,12 @@ __all__ = [
     "ClassificationGuidedLoss",
     "ComboLoss",
     "CompoundLoss",
+    "HausdorffDTLoss",
     "HybridLoss",
     "LossTerm",
     "RegionClDiceLoss",
     "RegionComboLoss",
+    "RegionHausdorffDTLoss",
     "RegionSkeletonRecallLoss",
     "SoftClDiceLoss",
     "SoftSkeletonRecallLoss",
