@@ -10,6 +10,8 @@ from nnunet_ext.losses.ms_ssim import ms_ssim, ms_ssim_plan
 from nnunet_ext.losses.skeleton_recall import RegionSkeletonRecallLoss, SoftSkeletonRecallLoss
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
 from nnunet_ext.losses.target_layout import TARGET_BLOCKS, TargetLayout
+from nnunet_ext.losses.unet_weight_map import unet_weight_map
+from nnunet_ext.losses.weighted_ce import WeightedCrossEntropyLoss
 
 __all__ = [
     "ClassificationGuidedLoss",
@@ -26,6 +28,7 @@ __all__ = [
     "SoftSkeletonRecallLoss",
     "TARGET_BLOCKS",
     "TargetLayout",
+    "WeightedCrossEntropyLoss",
     "focal_loss",
     "ms_ssim",
     "ms_ssim_loss",
@@ -34,4 +37,5 @@ __all__ = [
     "soft_cldice",
     "soft_iou_loss",
     "soft_skeletonize",
+    "unet_weight_map",
 ]
