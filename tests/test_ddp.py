@@ -20,9 +20,11 @@ import torch.multiprocessing as mp
 
 from nnunet_ext.losses import (
     ComboLoss,
+    HausdorffDTLoss,
     HybridLoss,
     RegionClDiceLoss,
     RegionComboLoss,
+    RegionHausdorffDTLoss,
     RegionSkeletonRecallLoss,
     SoftClDiceLoss,
     SoftSkeletonRecallLoss,
@@ -49,6 +51,8 @@ LOSSES = {
     "region_skeleton_recall": lambda **kw: OnRegions(RegionSkeletonRecallLoss(**kw)),
     "region_cldice": lambda **kw: OnRegions(RegionClDiceLoss(**kw)),
     "region_combo": lambda **kw: OnRegions(RegionComboLoss(alpha=0.3, beta=0.7, **kw)),
+    "hausdorff_dt": lambda **kw: HausdorffDTLoss(spacing=(1.0, 0.5), **kw),
+    "region_hausdorff_dt": lambda **kw: OnRegions(RegionHausdorffDTLoss(**kw)),
 }
 
 

@@ -13,6 +13,12 @@ from nnunet_ext.trainers.nnUNetTrainerClDice import (
     nnUNetTrainerClDice_w2,
 )
 from nnunet_ext.trainers.nnUNetTrainerCombo import nnUNetTrainerCombo, nnUNetTrainerCombo_b0p7
+from nnunet_ext.trainers.nnUNetTrainerHausdorffDT import (
+    hausdorff_term,
+    nnUNetTrainerHausdorffDT,
+    nnUNetTrainerHausdorffDT_w0p1,
+    nnUNetTrainerHausdorffDT_w10,
+)
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerSkeletonRecall_w0p5,
@@ -26,14 +32,19 @@ from nnunet_ext.trainers.nnUNetTrainerUNet3Plus import (
     nnUNetTrainerUNet3PlusSkeletonRecall,
 )
 from nnunet_ext.trainers.nnUNetTrainerUNetV2 import nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall
+from nnunet_ext.trainers.nnUNetTrainerUNetWeightedCE import nnUNetTrainerUNetWeightedCE
 
 __all__ = [
     "cldice_term",
+    "hausdorff_term",
     "nnUNetTrainerClDice",
     "nnUNetTrainerClDice_w0p5",
     "nnUNetTrainerClDice_w2",
     "nnUNetTrainerCombo",
     "nnUNetTrainerCombo_b0p7",
+    "nnUNetTrainerHausdorffDT",
+    "nnUNetTrainerHausdorffDT_w0p1",
+    "nnUNetTrainerHausdorffDT_w10",
     "nnUNetTrainerSkeletonRecall",
     "nnUNetTrainerSkeletonRecallPerClass",
     "nnUNetTrainerSkeletonRecall_w0p5",
@@ -44,4 +55,5 @@ __all__ = [
     "nnUNetTrainerUNet3PlusSkeletonRecall",
     "nnUNetTrainerUNetV2",
     "nnUNetTrainerUNetV2SkeletonRecall",
+    "nnUNetTrainerUNetWeightedCE",
 ]

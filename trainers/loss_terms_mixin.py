@@ -52,6 +52,9 @@ class LossTermsMixin:
         """A loss used instead of nnU-Net's Dice + CE (default: None, keep nnU-Net's)."""
         return None
 
+    def adjust_nnunet_loss(self, loss: nn.Module) -> None:
+        """Change nnU-Net's own (inner, per-scale) loss in place before it becomes the base term (default: keep it)."""
+
     def target_layout(self) -> TargetLayout:
         """The blocks of the training target (default: the labels alone)."""
         manager = self.label_manager
@@ -66,7 +69,10 @@ class LossTermsMixin:
                                          self.label_manager.regions_class_order, self.label_manager.ignore_label,
                                          type(self).__name__)
             label_channels = self.label_manager.num_segmentation_heads
-        loss = compose_with_nnunet_loss(super()._build_loss(), extra_terms, replacement, label_channels,
-                                        self.target_layout())
+        nnunet_loss = super()._build_loss()
+        if replacement is None:
+            wrapped = isinstance(nnunet_loss, DeepSupervisionWrapper)
+            self.adjust_nnunet_loss(nnunet_loss.loss if wrapped else nnunet_loss)
+        loss = compose_with_nnunet_loss(nnunet_loss, extra_terms, replacement, label_channels, self.target_layout())
         self.print_to_log_file(f"nnunet_ext loss: {loss}")
         return loss

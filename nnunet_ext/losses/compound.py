@@ -114,6 +114,13 @@ class CompoundLoss(nn.Module):
         self._slices: tuple[tuple[slice, ...], ...] = tuple(tuple(layout.slice(n) for n in term.blocks)
                                                             for term in terms)
 
+    def set_weight(self, index: int, weight: float) -> None:
+        """Change the weight of term ``index`` (e.g. a schedule over epochs); a weight of 0 skips the term."""
+        LossTerm(self.losses[index], weight, self.targets[index])  # validates the weight
+        weights = list(self.weights)
+        weights[index] = float(weight)
+        self.weights = tuple(weights)
+
     @property
     def terms(self) -> list[LossTerm]:
         """The terms, rebuilt from the registered submodules."""
@@ -142,5 +149,6 @@ class CompoundLoss(nn.Module):
                     raise _missing_block(name, self.layout, target.shape[1])
             value = weight * loss(net_output, *(target[:, where] for where in term_slices))
             total = value if total is None else total + value
-        assert total is not None  # __init__ guarantees a term with weight > 0
+        if total is None:
+            raise ValueError("every term of the CompoundLoss has weight 0 (set_weight): nothing to compute")
         return total

@@ -15,12 +15,14 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_ext.trainers import (
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
+    nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
+    nnUNetTrainerUNetWeightedCE,
 )
 
 
@@ -50,6 +52,14 @@ class nnUNetTrainerClDiceTiny(TinyRun, nnUNetTrainerClDice):
 
 
 class nnUNetTrainerComboTiny(TinyRun, nnUNetTrainerCombo):
+    pass
+
+
+class nnUNetTrainerHausdorffDTTiny(TinyRun, nnUNetTrainerHausdorffDT):
+    pass  # one epoch: the weight ramp ends in epoch 0 (10% of one epoch rounds up to one)
+
+
+class nnUNetTrainerUNetWeightedCETiny(TinyRun, nnUNetTrainerUNetWeightedCE):
     pass
 
 
@@ -112,6 +122,14 @@ class nnUNetTrainerClDiceCompiledTiny(CompileOnCPU, nnUNetTrainerClDiceTiny):
 
 
 class nnUNetTrainerComboCompiledTiny(CompileOnCPU, nnUNetTrainerComboTiny):
+    pass
+
+
+class nnUNetTrainerHausdorffDTCompiledTiny(CompileOnCPU, nnUNetTrainerHausdorffDTTiny):
+    pass
+
+
+class nnUNetTrainerUNetWeightedCECompiledTiny(CompileOnCPU, nnUNetTrainerUNetWeightedCETiny):
     pass
 
 
