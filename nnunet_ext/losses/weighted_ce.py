@@ -9,6 +9,7 @@ voxels add nothing whatever their weight.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nnunet_ext.losses.input_checks import ValueCheckOnce, check_label_values, check_logits_and_labels
@@ -56,8 +57,8 @@ class WeightedCrossEntropyLoss(ValueCheckOnce, nn.Module):
                              f"at the scale of net_output")
         num_classes = net_output.shape[1]
         self.check_values_once(self._check_values, labels, num_classes, self.ignore_label, weights)
-        log_probs = torch.log_softmax(as_float_logits(net_output), 1)
-        cross_entropy = -log_probs.gather(1, class_index(labels, num_classes))  # (B, 1, *spatial)
+        cross_entropy = F.cross_entropy(as_float_logits(net_output), class_index(labels, num_classes)[:, 0],
+                                        reduction="none")[:, None]  # (B, 1, *spatial)
         weighted = weights.to(cross_entropy.dtype) * cross_entropy
         if self.ignore_label is None:
             return weighted.mean()
