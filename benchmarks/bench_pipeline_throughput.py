@@ -1,12 +1,15 @@
-"""Throughput of nnU-Net's real training data pipeline with and without the skeleton transform.
+"""Throughput of nnU-Net's real training data pipeline with each extra target, side by side.
 
 Writes a synthetic 3D vessel dataset, plans and preprocesses it with nnU-Net's own command
 (3d_fullres: the patch size, batch size and default augmentation come from the plans), then draws
-training batches from ``get_dataloaders()`` of stock ``nnUNetTrainer`` and of
-``nnUNetTrainerSkeletonRecall`` — the same data, the same number of worker processes — and prints
-batches per second side by side. Rounds alternate between the two to cancel drift; the median counts.
+training batches from ``get_dataloaders()`` of stock ``nnUNetTrainer`` and of the trainers whose targets
+ride along in the segmentation — ``nnUNetTrainerSkeletonRecall`` (tubed skeleton),
+``nnUNetTrainerHausdorffDT`` (ground-truth distance fields, scipy) and ``nnUNetTrainerUNetWeightedCE`` (U-Net
+weight map) — the same data, the same number of worker processes, and prints batches per second side by
+side. Rounds alternate between the pipelines to cancel drift; the median counts.
 
     python benchmarks/bench_pipeline_throughput.py [--size 128] [--batches 30] [--rounds 3] [--workers 2]
+        [--trainers nnUNetTrainerSkeletonRecall nnUNetTrainerHausdorffDT nnUNetTrainerUNetWeightedCE]
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import time
 from pathlib import Path
 
 DATASET_ID = 902
+# trainer -> the target it adds
+EXTRA_TARGET_TRAINERS = {"nnUNetTrainerSkeletonRecall": "skeleton", "nnUNetTrainerHausdorffDT": "distance fields",
+                         "nnUNetTrainerUNetWeightedCE": "weight map"}
 
 
 def prepare(workdir: Path, size: int, cases: int) -> dict:
@@ -75,6 +81,8 @@ def main() -> int:
                         help="untimed batches first, more than the loader's prefetch cache of 6 (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per pipeline (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="nnUNet_n_proc_DA (default 2; 0: in process)")
+    parser.add_argument("--trainers", nargs="+", default=list(EXTRA_TARGET_TRAINERS),
+                        help="trainers measured next to nnUNetTrainer (default: one per extra target)")
     args = parser.parse_args()
     os.environ["nnUNet_n_proc_DA"] = str(args.workers)
 
@@ -83,21 +91,26 @@ def main() -> int:
         # nnunetv2 reads the nnUNet_* variables at import: import the trainers only now
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-        from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
+        import nnunet_ext.trainers as trainers
 
         plans = json.loads((data["preprocessed"] / "nnUNetPlans.json").read_text())
         configuration = plans["configurations"]["3d_fullres"]
         print(f"3d_fullres: patch {configuration['patch_size']}, batch {configuration['batch_size']}, "
               f"images {args.size}^3, {args.workers} worker processes, {os.cpu_count()} CPUs")
-        rates: dict[str, list[float]] = {"nnUNetTrainer": [], "nnUNetTrainerSkeletonRecall": []}
+        classes = [nnUNetTrainer, *(getattr(trainers, name) for name in args.trainers)]
+        rates: dict[str, list[float]] = {c.__name__: [] for c in classes}
         for round_index in range(args.rounds):
-            for trainer_class in (nnUNetTrainer, nnUNetTrainerSkeletonRecall):
+            for trainer_class in classes:
                 rate = batches_per_second(trainer_class, data, args.batches, args.warmup)
                 rates[trainer_class.__name__].append(rate)
                 print(f"round {round_index + 1}: {trainer_class.__name__:<30} {rate:6.3f} batches/s", flush=True)
-    plain, skeleton = (statistics.median(rates[name]) for name in rates)
-    print(f"\nmedian batches/s: without skeleton {plain:.3f}, with skeleton {skeleton:.3f}, "
-          f"ratio {skeleton / plain:.3f} (goal >= 0.85)")
+    plain = statistics.median(rates["nnUNetTrainer"])
+    print("\nmedian batches/s (ratio to stock nnUNetTrainer; the skeleton's goal: >= 0.85)")
+    print(f"  {'nnUNetTrainer (stock)':<44} {plain:6.3f}")
+    for name in args.trainers:
+        rate = statistics.median(rates[name])
+        target = EXTRA_TARGET_TRAINERS.get(name, "?")
+        print(f"  {name + ' (' + target + ')':<44} {rate:6.3f}   ratio {rate / plain:.3f}")
     return 0
 
 

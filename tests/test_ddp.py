@@ -22,11 +22,13 @@ from nnunet_ext.losses import (
     CbDiceLoss,
     ClCELoss,
     ComboLoss,
+    HausdorffDTLoss,
     HybridLoss,
     RegionCbDiceLoss,
     RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
+    RegionHausdorffDTLoss,
     RegionSkeletonRecallLoss,
     SoftClDiceLoss,
     SoftSkeletonRecallLoss,
@@ -57,6 +59,8 @@ LOSSES = {
     "region_combo": lambda **kw: OnRegions(RegionComboLoss(alpha=0.3, beta=0.7, **kw)),
     "region_cbdice": lambda **kw: OnRegions(RegionCbDiceLoss(**kw)),
     "region_clce": lambda **kw: OnRegions(RegionClCELoss(**kw)),
+    "hausdorff_dt": lambda **kw: HausdorffDTLoss(spacing=(1.0, 0.5), **kw),
+    "region_hausdorff_dt": lambda **kw: OnRegions(RegionHausdorffDTLoss(**kw)),
 }
 
 

@@ -92,8 +92,10 @@ def test_cpu_tiny_smoke_run_prints_table_writes_json_and_resumes(tmp_path: Path)
 def test_default_trainers_are_ours_without_variants(gpu_check):
     assert gpu_check.default_trainers() == [
         "nnUNetTrainer", "nnUNetTrainerCbDice", "nnUNetTrainerClCE", "nnUNetTrainerClDice", "nnUNetTrainerCombo",
+        "nnUNetTrainerHausdorffDT",
         "nnUNetTrainerSkeletonRecall", "nnUNetTrainerUNet3Plus", "nnUNetTrainerUNet3PlusCGM",
-        "nnUNetTrainerUNet3PlusSkeletonRecall", "nnUNetTrainerUNetV2", "nnUNetTrainerUNetV2SkeletonRecall"]
+        "nnUNetTrainerUNet3PlusSkeletonRecall", "nnUNetTrainerUNetV2", "nnUNetTrainerUNetV2SkeletonRecall",
+        "nnUNetTrainerUNetWeightedCE"]
     assert gpu_check.select_trainers(["nnUNetTrainerUNetV2"]) == ["nnUNetTrainer", "nnUNetTrainerUNetV2"]
     with pytest.raises(gpu_check.UsageError, match="nnUNetTrainerNope"):
         gpu_check.select_trainers(["nnUNetTrainerNope"])

@@ -16,19 +16,23 @@ import pytest
 import torch
 from torch import nn
 
+from nnunet_ext.distance import boundary_distance
 from nnunet_ext.losses import (
     CbDiceLoss,
     ClassificationGuidedLoss,
     ClCELoss,
     ComboLoss,
+    HausdorffDTLoss,
     HybridLoss,
     RegionCbDiceLoss,
     RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
+    RegionHausdorffDTLoss,
     RegionSkeletonRecallLoss,
     SoftClDiceLoss,
     SoftSkeletonRecallLoss,
+    WeightedCrossEntropyLoss,
 )
 from nnunet_ext.losses.skeleton_recall import own_class_sums
 
@@ -82,6 +86,34 @@ class WithCGM(nn.Module):
         return self.loss(logits, labels)
 
 
+class WithWeights(nn.Module):
+    """The weighted cross entropy with a fixed weight map made from the labels (as the data pipeline delivers one)."""
+
+    def __init__(self, ignore_label: int | None = None, **_kwargs) -> None:
+        super().__init__()
+        self.loss = WeightedCrossEntropyLoss(ignore_label=ignore_label)
+
+    @property
+    def _values_checked(self) -> bool:
+        return self.loss._values_checked
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, labels, 1.0 + labels.float().abs())
+
+
+class WithDistanceFields(nn.Module):
+    """HD_DT with the ground-truth fields handed in (the trainer's path), here from the device EDT."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        self.loss = HausdorffDTLoss(**kwargs)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        classes = torch.arange(1, logits.shape[1]).view(1, -1, 1, 1)
+        fields = boundary_distance(labels == classes)
+        return self.loss(logits, labels, fields)
+
+
 LOSSES: dict[str, Callable[..., nn.Module]] = {
     "skeleton_recall": SoftSkeletonRecallLoss,
     "cldice": SoftClDiceLoss,
@@ -95,6 +127,10 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "region_combo": lambda ignore_label=None, **kw: OnRegions(RegionComboLoss(**kw)),
     "region_cbdice": lambda ignore_label=None, **kw: OnRegions(RegionCbDiceLoss(**kw)),
     "region_clce": lambda ignore_label=None, **kw: OnRegions(RegionClCELoss(**kw)),
+    "hausdorff_dt": lambda **kw: HausdorffDTLoss(spacing=(1.0, 2.0), **kw),
+    "hausdorff_dt_fields": WithDistanceFields,
+    "region_hausdorff_dt": lambda ignore_label=None, **kw: OnRegions(RegionHausdorffDTLoss(**kw)),
+    "unet_weighted_ce": WithWeights,
 }
 
 
@@ -118,7 +154,8 @@ def test_the_detector_catches_a_sync() -> None:
         torch.ones(1).sum().item()
 
 
-@pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid", "cbdice", "clce"])
+@pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid", "cbdice", "clce", "hausdorff_dt",
+                                  "unet_weighted_ce"])
 def test_label_values_are_checked_on_the_first_call_until_they_pass(name: str) -> None:
     logits, labels = torch.randn(1, 3, 6, 6), _labels((1, 1, 6, 6), 3)
     bad = labels.clone()
@@ -144,10 +181,10 @@ def test_labels_outside_the_classes_after_the_first_call_do_not_crash(name: str)
 
 # (+inf in a sigmoid region output and -inf anywhere are saturated probabilities, 1 and 0: finite)
 @pytest.mark.parametrize(("name", "bad"), [(name, bad) for name in ("cldice", "combo", "hybrid", "cgm_hybrid", "cbdice",
-                                                                    "clce")
+                                                                    "clce", "hausdorff_dt", "unet_weighted_ce")
                                            for bad in (float("nan"), float("inf"))]
                          + [(name, float("nan")) for name in ("region_cldice", "region_combo", "region_cbdice",
-                                                              "region_clce")])
+                                                              "region_clce", "region_hausdorff_dt")])
 def test_non_finite_logits_give_a_non_finite_loss_without_an_exception(name: str, bad: float) -> None:
     logits, labels = torch.randn(2, 3, 8, 8), _labels((2, 1, 8, 8), 3)
     logits[1, 1, 4, 4] = bad

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunet_ext.losses import CompoundLoss, LossTerm, SoftSkeletonRecallLoss, channel_index
+from nnunet_ext.losses import CompoundLoss, LossTerm, SoftSkeletonRecallLoss, TargetLayout
 from nnunet_ext.losses.distributed import all_gather_sum
 
 SMOOTH = 1e-5
@@ -275,7 +275,8 @@ def test_compound_registers_submodules_and_repr() -> None:
     assert any(m is sr for m in loss.modules())
     assert "1 * LabelCE(labels) + 0.5 * SoftSkeletonRecallLoss(skeleton)" in repr(loss)
     assert loss.terms[1] == LossTerm(sr, 0.5, "skeleton")
-    assert dict(channel_index) == {"labels": 0, "skeleton": 1}
+    assert loss.layout == TargetLayout([("labels", 1), ("skeleton", 1)])  # the default: channel 0, channel 1
+    assert (loss.layout.slice("labels"), loss.layout.slice("skeleton")) == (slice(0, 1), slice(1, 2))
 
 
 def test_compound_zero_weight_term_is_skipped() -> None:
@@ -299,8 +300,10 @@ def test_loss_term_invalid_weight(weight: object) -> None:
 
 
 def test_loss_term_invalid_target_and_loss() -> None:
-    with pytest.raises(ValueError, match=r"target must be one of \['labels', 'skeleton'\]"):
+    with pytest.raises(ValueError, match=r"target must be one of \['distance', 'labels', 'skeleton', 'weights'\]"):
         LossTerm(LabelCE(), 1.0, "skeletons")
+    with pytest.raises(ValueError, match=r"target must be one of .*'skeletons'"):
+        LossTerm(LabelCE(), 1.0, ("labels", "skeletons"))
     with pytest.raises(TypeError, match=r"nn.Module"):
         LossTerm(F.cross_entropy, 1.0, "labels")  # type: ignore[arg-type]
 

@@ -19,18 +19,21 @@ from nnunet_ext.trainers import (
     nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
+    nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
+    nnUNetTrainerUNetWeightedCE,
 )
 from tests.conftest import NnunetWorkspace, make_trainer
 
 TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
             nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
-            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall]
+            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall, nnUNetTrainerHausdorffDT,
+            nnUNetTrainerUNetWeightedCE]
 # loss tolerance relative to fp32 (bf16 keeps 8 bits of mantissa, fp16 11)
 TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
 

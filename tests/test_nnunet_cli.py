@@ -146,6 +146,8 @@ TRAINERS = {
     "nnUNetTrainerUNet3PlusSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),
     "nnUNetTrainerUNetV2": ("nnunet_ext network: UNetV2", "decoder.sdi"),
     "nnUNetTrainerUNetV2SkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.sdi"),
+    "nnUNetTrainerHausdorffDT": ("HausdorffDTLoss(labels, distance)", "decoder.stages"),
+    "nnUNetTrainerUNetWeightedCE": ("WeightedCrossEntropyLoss(labels, weights)", "decoder.stages"),
 }
 COMPILED = [f"{name}CompiledTiny" for name in TRAINERS]
 

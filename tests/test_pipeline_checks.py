@@ -17,20 +17,23 @@ from nnunet_ext.trainers import (
     nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
+    nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
+    nnUNetTrainerUNetWeightedCE,
 )
 from nnunet_ext.trainers.pipeline_edits import PipelineLayoutError
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
-from nnunet_ext.transforms import LabelCheckTransform, LabelValueError, SkeletonTransform
+from nnunet_ext.transforms import ExtraTargetTransform, LabelCheckTransform, LabelValueError, SkeletonTransform
 
 TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
             nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
-            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall]
+            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall, nnUNetTrainerHausdorffDT,
+            nnUNetTrainerUNetWeightedCE]
 DS_SCALES = [[1, 1], [0.5, 0.5], [0.25, 0.25]]
 
 
@@ -48,8 +51,9 @@ def test_every_trainer_checks_labels_after_cleanup_and_before_the_skeleton_and_d
         assert kinds.count(LabelCheckTransform) == 1
         check = kinds.index(LabelCheckTransform)
         assert kinds.index(RemoveLabelTransform) < check < kinds.index(DownsampleSegForDSTransform)
-        if SkeletonTransform in kinds:
-            assert check < kinds.index(SkeletonTransform)
+        for position, transform in enumerate(pipeline):
+            if isinstance(transform, ExtraTargetTransform):  # skeleton, distance fields, weight map
+                assert check < position < kinds.index(DownsampleSegForDSTransform)
         assert pipeline[check].allowed_labels == (0, 1, 2, 3)  # background, classes, ignore label
 
 

@@ -18,6 +18,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from torch import nn
 
+from nnunet_ext.distance import boundary_distance_field
 from nnunet_ext.losses import (
     CbDiceLoss,
     ClCELoss,
@@ -40,12 +41,14 @@ from nnunet_ext.trainers import (
     nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
+    nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
+    nnUNetTrainerUNetWeightedCE,
 )
 from nnunet_ext.transforms import RegionSkeletonTransform
 from tests.conftest import NnunetWorkspace, make_trainer, plan_and_preprocess
@@ -234,7 +237,7 @@ def _narrow(trainer_class: type) -> type:
 
 
 REGION_TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
-                   nnUNetTrainerClCE,
+                   nnUNetTrainerClCE, nnUNetTrainerHausdorffDT,
                    *map(_narrow, [nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusSkeletonRecall, nnUNetTrainerUNetV2,
                                   nnUNetTrainerUNetV2SkeletonRecall])]
 
@@ -250,9 +253,16 @@ def test_every_trainer_takes_a_training_and_a_validation_step_on_regions(trainer
     batch = next(train_loader)
     target = batch["target"][0]
     skeleton_target = issubclass(trainer_class, nnUNetTrainerSkeletonRecall)
-    assert target.shape[1] == (4 if skeleton_target else 2)  # regions (+ one skeleton per region)
+    distance_target = issubclass(trainer_class, nnUNetTrainerHausdorffDT)
+    # regions (+ one skeleton or one distance field per region)
+    assert target.shape[1] == (4 if skeleton_target or distance_target else 2)
     if skeleton_target:
         assert (target[:, 2:] <= target[:, :2]).all() and target[:, 2].any()  # tubes inside their regions
+    if distance_target:
+        for b in range(target.shape[0]):
+            for r in range(2):
+                expected = boundary_distance_field(target[b, r].numpy(), trainer.configuration_manager.spacing)
+                np.testing.assert_allclose(target[b, 2 + r].numpy(), expected, rtol=1e-6)
     trainer.on_train_epoch_start()
     result = trainer.train_step(batch)
     assert np.isfinite(result["loss"])
@@ -280,6 +290,8 @@ def test_skeleton_recall_trainer_scores_each_region_with_the_sigmoid_recall(trai
     ({"labels": {"background": 0, "vessels": [1, 2], "vessel2": 2, "ignore": 3}}, nnUNetTrainerClDice,
      "ignore label"),
     ({}, nnUNetTrainerUNet3PlusCGM, "nnUNetTrainerUNet3PlusCGM does not support region-based training"),
+    ({}, nnUNetTrainerUNetWeightedCE, "nnUNetTrainerUNetWeightedCE does not support region-based training.*overlap"
+                                      ".*nnUNetTrainerHausdorffDT"),
 ])
 def test_bad_region_definitions_are_refused_at_initialize(trainer_env: NnunetWorkspace, dataset_regions: Path,
                                                           changes: dict, trainer_class: type, message: str) -> None:

@@ -15,6 +15,12 @@ from nnunet_ext.trainers.nnUNetTrainerClDice import (
     nnUNetTrainerClDice_w2,
 )
 from nnunet_ext.trainers.nnUNetTrainerCombo import nnUNetTrainerCombo, nnUNetTrainerCombo_b0p7
+from nnunet_ext.trainers.nnUNetTrainerHausdorffDT import (
+    hausdorff_term,
+    nnUNetTrainerHausdorffDT,
+    nnUNetTrainerHausdorffDT_w0p1,
+    nnUNetTrainerHausdorffDT_w10,
+)
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerSkeletonRecall_w0p5,
@@ -28,11 +34,13 @@ from nnunet_ext.trainers.nnUNetTrainerUNet3Plus import (
     nnUNetTrainerUNet3PlusSkeletonRecall,
 )
 from nnunet_ext.trainers.nnUNetTrainerUNetV2 import nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall
+from nnunet_ext.trainers.nnUNetTrainerUNetWeightedCE import nnUNetTrainerUNetWeightedCE
 
 __all__ = [
     "cbdice_term",
     "clce_term",
     "cldice_term",
+    "hausdorff_term",
     "nnUNetTrainerCbDice",
     "nnUNetTrainerClCE",
     "nnUNetTrainerClDice",
@@ -40,6 +48,9 @@ __all__ = [
     "nnUNetTrainerClDice_w2",
     "nnUNetTrainerCombo",
     "nnUNetTrainerCombo_b0p7",
+    "nnUNetTrainerHausdorffDT",
+    "nnUNetTrainerHausdorffDT_w0p1",
+    "nnUNetTrainerHausdorffDT_w10",
     "nnUNetTrainerSkeletonRecall",
     "nnUNetTrainerSkeletonRecallPerClass",
     "nnUNetTrainerSkeletonRecall_w0p5",
@@ -50,4 +61,5 @@ __all__ = [
     "nnUNetTrainerUNet3PlusSkeletonRecall",
     "nnUNetTrainerUNetV2",
     "nnUNetTrainerUNetV2SkeletonRecall",
+    "nnUNetTrainerUNetWeightedCE",
 ]

@@ -9,14 +9,32 @@ them, so that the downsampling carries whatever it appends to every output scale
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
+from types import MethodType
 
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 
 TARGET_CONVERSIONS = (ConvertSegmentationToRegionsTransform, DownsampleSegForDSTransform)
+
+
+class pipeline_method:  # noqa: N801 (used as a decorator, like classmethod)
+    """Like ``classmethod``, but bound to the trainer *instance* when called through one.
+
+    nnU-Net builds its pipelines with ``self.get_training_transforms(...)``; called that way the method receives
+    the trainer and can read its configuration (e.g. the spacing of distance fields). Called on the class (as
+    nnU-Net's own static methods can be), it receives the class.
+    """
+
+    def __init__(self, func: Callable) -> None:
+        self.__func__ = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, instance: object, owner: type | None = None) -> MethodType:
+        return MethodType(self.__func__, owner if instance is None else instance)
 
 
 class PipelineLayoutError(RuntimeError):

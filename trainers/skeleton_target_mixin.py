@@ -1,60 +1,25 @@
 """Trainer mixin: the tubed skeleton rides along in nnU-Net's target, after the labels.
 
-nnU-Net's data loader passes only ``image`` and ``segmentation`` through the
-transforms. So ``SkeletonTransform`` appends the tubed skeleton to the
-segmentation, *before* nnU-Net's deep-supervision downsampling, which then
-carries it to every output scale: each deep-supervision output gets a skeleton
-target at its own resolution. Label maps: the target is (labels, skeleton), 2
-channels. Region-based training: nnU-Net's region conversion gives R binary
-region channels and ``RegionSkeletonTransform`` appends R skeletons, 2R channels.
-The loss reads the skeleton block; nnU-Net's online Dice in ``validation_step``
-must only see the label block.
+The ``skeleton`` block of the target (``ExtraTargetMixin``): ``SkeletonTransform`` appends the tubed skeleton
+of the label map (target: labels, skeleton; 2 channels); in region-based training ``RegionSkeletonTransform``
+appends one tubed skeleton per region after nnU-Net's region conversion (R regions, R skeletons; 2R channels).
+Both run before nnU-Net's deep-supervision downsampling, so each output scale gets a skeleton target at its
+own resolution.
 
 Mix in before the nnU-Net trainer class: ``class T(SkeletonTargetMixin, nnUNetTrainer)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-
-from nnunet_ext.regions import check_region_definitions, refuse_ignore_label_with_regions
-from nnunet_ext.trainers.pipeline_edits import (
-    edited_pipeline,
-    insert_after_region_conversion,
-    insert_before_target_conversion,
-)
+from nnunet_ext.trainers.extra_target_mixin import ExtraTargetMixin, TargetContext, labels_channels
 from nnunet_ext.transforms import RegionSkeletonTransform, SkeletonTransform
+from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
+
+__all__ = ["SkeletonTargetMixin", "labels_channels"]
 
 
-def labels_channels(target: torch.Tensor | list[torch.Tensor],
-                    count: int = 1) -> torch.Tensor | list[torch.Tensor]:
-    """The first ``count`` channels (labels, or the R regions) of a target, or of each deep-supervision
-    target: (B, count, ...)."""
-    if isinstance(target, (list, tuple)):
-        return [t[:, :count] for t in target]
-    return target[:, :count]
-
-
-class _LossWithFixedTarget:
-    """Calls ``loss(output, target)`` with a stored target, whatever target it is handed."""
-
-    def __init__(self, loss: Callable, target: torch.Tensor | list[torch.Tensor]):
-        self.loss, self.target = loss, target
-
-    def __call__(self, output, _labels_only):
-        first = output[0] if isinstance(output, (list, tuple)) else output
-        if isinstance(self.target, (list, tuple)):
-            target = [t.to(first.device, non_blocking=True) for t in self.target]
-        else:
-            target = self.target.to(first.device, non_blocking=True)
-        return self.loss(output, target)
-
-
-class SkeletonTargetMixin:
-    """Adds ``SkeletonTransform`` to nnU-Net's training and validation pipelines.
+class SkeletonTargetMixin(ExtraTargetMixin):
+    """Adds the ``skeleton`` target block: ``SkeletonTransform`` (or ``RegionSkeletonTransform``).
 
     Class attributes (override in a subclass to change them):
         skeleton_tube_radius: dilations of the skeleton with the 1-step cross (paper: 2).
@@ -77,42 +42,13 @@ class SkeletonTargetMixin:
                                        fallback=cls.skeleton_fallback)
 
     @classmethod
-    def _with_skeleton(cls, pipeline: ComposeTransforms, arguments: dict) -> ComposeTransforms:
-        """nnU-Net's pipeline with the skeleton transform inserted (in place)."""
-        regions, ignore_label = arguments["regions"], arguments["ignore_label"]
-        deep_supervision = arguments["deep_supervision_scales"] is not None
-        if regions is None:
-            return insert_before_target_conversion(pipeline, cls.skeleton_transform(ignore_label), deep_supervision)
-        refuse_ignore_label_with_regions(ignore_label, cls.__name__)  # regions_class_order: in initialize()
-        return insert_after_region_conversion(pipeline, cls.region_skeleton_transform(len(regions)), deep_supervision)
-
-    @classmethod
-    def get_training_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        return edited_pipeline(cls, SkeletonTargetMixin, "get_training_transforms", args, kwargs, cls._with_skeleton)
-
-    @classmethod
-    def get_validation_transforms(cls, *args, **kwargs) -> ComposeTransforms:
-        return edited_pipeline(cls, SkeletonTargetMixin, "get_validation_transforms", args, kwargs,
-                               cls._with_skeleton)
+    def extra_target_transforms(cls, context: TargetContext) -> list[ExtraTargetTransform]:
+        skeleton = (cls.skeleton_transform(context.ignore_label) if context.regions is None
+                    else cls.region_skeleton_transform(len(context.regions)))
+        return [*super().extra_target_transforms(context), skeleton]
 
     def initialize(self) -> None:
-        if self.label_manager.has_regions:
-            check_region_definitions(self.label_manager.foreground_regions, self.label_manager.regions_class_order,
-                                     self.label_manager.ignore_label, type(self).__name__)
         super().initialize()
         self.print_to_log_file(
             f"nnunet_ext skeleton target: tube_radius={self.skeleton_tube_radius}, "
             f"per_class={self.skeleton_per_class}, fallback={self.skeleton_fallback}")
-
-    def validation_step(self, batch: dict) -> dict:
-        # nnU-Net's validation step uses the target twice: for the loss (which needs the
-        # skeleton channel) and for the online Dice (which must see labels only).
-        full_target = batch["target"]
-        loss = self.loss
-        self.loss = _LossWithFixedTarget(loss, full_target)
-        try:
-            labels = labels_channels(full_target, self.label_manager.num_segmentation_heads
-                                     if self.label_manager.has_regions else 1)
-            return super().validation_step({**batch, "target": labels})
-        finally:
-            self.loss = loss

@@ -12,18 +12,38 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from batchgeneratorsv2.transforms.base.basic_transform import SegOnlyTransform
 
 from nnunet_ext.skeleton import tubed_skeleton
+from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 from nnunet_ext.transforms.skeleton_transform import check_tube_radius
 
 REGION_PLACEMENT_HINT = (
-    "Insert RegionSkeletonTransform directly after nnU-Net's ConvertSegmentationToRegionsTransform and before "
+    "Insert it directly after nnU-Net's ConvertSegmentationToRegionsTransform and before "
     "DownsampleSegForDSTransform.")
 
 
-class RegionSkeletonTransform(SegOnlyTransform):
-    """Append the tubed skeleton of each of ``num_regions`` binary region masks.
+def check_binary_regions(regions: np.ndarray, transform_name: str) -> None:
+    """ValueError unless ``regions`` holds only 0/1 (or bool): a label map reached a region transform."""
+    if not np.isin(regions, (0, 1)).all():
+        raise ValueError(
+            f"{transform_name} expects binary region masks (0/1 or bool), found other values: it saw a label map, "
+            "not regions. " + REGION_PLACEMENT_HINT)
+
+
+def check_region_segmentation(segmentation: torch.Tensor | np.ndarray, transform: ExtraTargetTransform) -> None:
+    """ValueError unless ``segmentation`` is one sample's R region masks (plus earlier target blocks)."""
+    regions = transform.label_channels
+    if segmentation.ndim not in (3, 4) or segmentation.shape[0] != transform.input_channels:
+        earlier = transform.input_channels - regions
+        extra = f" followed by {earlier} earlier target channel(s)" if earlier else ""
+        raise ValueError(
+            f"{type(transform).__name__} expects one sample's {regions} region masks{extra} shaped "
+            f"({transform.input_channels}, X, Y[, Z]), got shape {tuple(segmentation.shape)}. Check that the "
+            f"regions match dataset.json. " + REGION_PLACEMENT_HINT)
+
+
+class RegionSkeletonTransform(ExtraTargetTransform):
+    """Append the tubed skeleton of each of ``num_regions`` binary region masks (the ``skeleton`` block).
 
     Per sample: ``segmentation`` (R, X, Y[, Z]) binary (bool or 0/1) -> (2R, X, Y[, Z]) with the
     input's type and dtype; channels [0, R) are the unchanged regions, channel R + r the tubed
@@ -35,37 +55,24 @@ class RegionSkeletonTransform(SegOnlyTransform):
         fallback: repair objects that 3D thinning deletes entirely (see ``tubed_skeleton``).
     """
 
+    block_name = "skeleton"
+
     def __init__(self, num_regions: int, tube_radius: int = 2, fallback: bool = True) -> None:
-        super().__init__()
         if isinstance(num_regions, bool) or not isinstance(num_regions, (int, np.integer)) or num_regions < 1:
             raise ValueError(f"num_regions must be an integer >= 1, got {num_regions!r}")
+        super().__init__(label_channels=int(num_regions), block_channels=int(num_regions))
         self.num_regions = int(num_regions)
         self.tube_radius = check_tube_radius(tube_radius)
         self.fallback = bool(fallback)
 
-    def _skeletons(self, regions: np.ndarray) -> np.ndarray:
+    def _compute(self, regions: np.ndarray) -> np.ndarray:
         """(R, X, Y[, Z]) binary masks -> (R, X, Y[, Z]) bool tubed skeletons."""
-        if not np.isin(regions, (0, 1)).all():
-            raise ValueError(
-                "RegionSkeletonTransform expects binary region masks (0/1 or bool), found other values: it saw "
-                "a label map, not regions. " + REGION_PLACEMENT_HINT)
+        check_binary_regions(regions, type(self).__name__)
         return np.stack([tubed_skeleton(region.astype(np.uint8), tube_radius=self.tube_radius,
                                         fallback=self.fallback) > 0 for region in regions])
 
-    def _apply_to_segmentation(self, segmentation: torch.Tensor | np.ndarray,
-                               **params) -> torch.Tensor | np.ndarray:
-        """(R, X, Y[, Z]) regions -> (2R, X, Y[, Z]): regions, then their tubed skeletons."""
-        if segmentation.ndim not in (3, 4) or segmentation.shape[0] != self.num_regions:
-            raise ValueError(
-                f"RegionSkeletonTransform expects one sample's {self.num_regions} region masks shaped "
-                f"({self.num_regions}, X, Y[, Z]), got shape {tuple(segmentation.shape)}. Check that the "
-                f"regions match dataset.json. " + REGION_PLACEMENT_HINT)
-        if isinstance(segmentation, torch.Tensor):
-            tubes = self._skeletons(segmentation.detach().cpu().numpy())
-            tubes = torch.from_numpy(tubes).to(device=segmentation.device, dtype=segmentation.dtype)
-            return torch.cat([segmentation, tubes], 0)
-        segmentation = np.asarray(segmentation)
-        return np.concatenate([segmentation, self._skeletons(segmentation).astype(segmentation.dtype)], 0)
+    def _check_segmentation(self, segmentation: torch.Tensor | np.ndarray) -> None:
+        check_region_segmentation(segmentation, self)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_regions={self.num_regions}, tube_radius={self.tube_radius}, "

@@ -3,18 +3,18 @@
 ``SkeletonTransform`` appends the tubed skeleton of the label map as channel 1 of
 the segmentation: (1, X, Y[, Z]) -> (2, X, Y[, Z]). Channel 0 stays the labels,
 channel 1 is the skeleton target the Skeleton Recall loss reads
-(``nnunet_ext.losses``). Because the skeleton travels inside the segmentation,
-nnU-Net's ``DownsampleSegForDSTransform`` carries it to every deep-supervision
-scale without further changes.
+(``nnunet_ext.losses``). Because the skeleton travels inside the segmentation
+(``ExtraTargetTransform``), nnU-Net's ``DownsampleSegForDSTransform`` carries it to every
+deep-supervision scale without further changes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from batchgeneratorsv2.transforms.base.basic_transform import SegOnlyTransform
 
 from nnunet_ext.skeleton import tubed_skeleton
+from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 
 PLACEMENT_HINT = (
     "Insert SkeletonTransform after the label clean-up / cascade transforms (e.g. RemoveLabelTansform, "
@@ -39,14 +39,15 @@ def check_ignore_label(ignore_label: int | None) -> int | None:
     return int(ignore_label)
 
 
-class SkeletonTransform(SegOnlyTransform):
-    """Append the tubed skeleton of a single-channel label map as segmentation channel 1.
+class SkeletonTransform(ExtraTargetTransform):
+    """Append the tubed skeleton of a single-channel label map as the ``skeleton`` target block.
 
     Per sample: ``segmentation`` (1, X, Y[, Z]) -> (2, X, Y[, Z]) with the input's dtype;
     channel 0 is the unchanged label map, channel 1 ``tubed_skeleton(segmentation[0])``
     (class label on the tube, 0 elsewhere). Accepts a torch tensor or a numpy array and
     returns the same type. For region-based (overlapping, multi-channel) targets use
-    ``RegionSkeletonTransform`` after nnU-Net's region conversion.
+    ``RegionSkeletonTransform`` after nnU-Net's region conversion. (After other target blocks,
+    ``placed_after(n)``: (n, ...) -> (n + 1, ...), the skeleton of channel 0.)
 
     Args:
         tube_radius: dilations of the skeleton with the 1-step cross (2 = the paper's tube).
@@ -55,44 +56,38 @@ class SkeletonTransform(SegOnlyTransform):
         ignore_label: nnU-Net's ignore label; treated as background, never on the skeleton.
     """
 
+    block_name = "skeleton"
+
     def __init__(self, tube_radius: int = 2, per_class: bool = False, fallback: bool = True,
                  ignore_label: int | None = None) -> None:
-        super().__init__()
+        super().__init__(label_channels=1, block_channels=1)
         self.tube_radius = check_tube_radius(tube_radius)
         self.per_class = bool(per_class)
         self.fallback = bool(fallback)
         self.ignore_label = check_ignore_label(ignore_label)
 
-    def _skeleton(self, labels: np.ndarray) -> np.ndarray:
-        """(X, Y[, Z]) label map -> int16 tubed skeleton of the same shape."""
+    def _compute(self, labels: np.ndarray) -> np.ndarray:
+        """(1, X, Y[, Z]) label map -> (1, X, Y[, Z]) int16 tubed skeleton."""
         try:
-            return tubed_skeleton(labels, tube_radius=self.tube_radius, per_class=self.per_class,
-                                  fallback=self.fallback, ignore_label=self.ignore_label)
+            return tubed_skeleton(labels[0], tube_radius=self.tube_radius, per_class=self.per_class,
+                                  fallback=self.fallback, ignore_label=self.ignore_label)[None]
         except ValueError as e:
             raise ValueError(f"SkeletonTransform: {e}") from e
 
-    def _apply_to_segmentation(self, segmentation: torch.Tensor | np.ndarray,
-                               **params) -> torch.Tensor | np.ndarray:
-        """(1, X, Y[, Z]) label map -> (2, X, Y[, Z]): labels, tubed skeleton; same type and dtype."""
+    def _check_segmentation(self, segmentation: torch.Tensor | np.ndarray) -> None:
         if segmentation.ndim not in (3, 4):
             raise ValueError(
                 "SkeletonTransform expects one sample's segmentation of shape (C, X, Y) or (C, X, Y, Z) "
-                f"with C == 1, got shape {tuple(segmentation.shape)}. batchgeneratorsv2 transforms run per "
-                "sample; use ClassicSkeletonTransform for (B, C, X, Y[, Z]) batches.")
-        if segmentation.shape[0] != 1:
+                f"with C == {self.input_channels}, got shape {tuple(segmentation.shape)}. batchgeneratorsv2 "
+                "transforms run per sample; use ClassicSkeletonTransform for (B, C, X, Y[, Z]) batches.")
+        if segmentation.shape[0] != self.input_channels:
+            expected = ("a single-channel label map (C == 1)" if self.input_channels == 1 else
+                        f"the label map followed by {self.input_channels - 1} earlier target channel(s) "
+                        f"(C == {self.input_channels})")
             raise ValueError(
-                "SkeletonTransform needs a single-channel label map (C == 1), got "
-                f"{segmentation.shape[0]} channels (shape {tuple(segmentation.shape)}): it must see the plain label "
-                "map (for region-based targets use RegionSkeletonTransform after the region conversion). "
-                + PLACEMENT_HINT)
-        if isinstance(segmentation, torch.Tensor):
-            labels = segmentation[0].detach().cpu().numpy()
-            tube = torch.from_numpy(self._skeleton(labels)).to(device=segmentation.device,
-                                                               dtype=segmentation.dtype)
-            return torch.cat([segmentation, tube[None]], 0)
-        segmentation = np.asarray(segmentation)
-        tube = self._skeleton(segmentation[0]).astype(segmentation.dtype, copy=False)
-        return np.concatenate([segmentation, tube[None]], 0)
+                f"SkeletonTransform needs {expected}, got {segmentation.shape[0]} channels (shape "
+                f"{tuple(segmentation.shape)}): it must see the plain label map (for region-based targets use "
+                "RegionSkeletonTransform after the region conversion). " + PLACEMENT_HINT)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(tube_radius={self.tube_radius}, per_class={self.per_class}, "

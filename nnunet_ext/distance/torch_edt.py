@@ -2,11 +2,12 @@
 
 Separable squared-distance transform (as in Felzenszwalb & Huttenlocher 2012): along each spatial axis in
 turn, ``D(x) = min_i D_prev(i) + (s * (x - i))^2`` over the positions i of the same line, with ``D = 0`` on
-background voxels and ``inf`` on foreground voxels before the first axis. The lower envelope is taken by
-brute force, a (lines, n, n) minimum evaluated in chunks of bounded size: O(N * n) work per axis (n the
-axis length), exact, and made of plain tensor ops, so it runs on a GPU inside the loss (no transfer to the
-CPU, no ``.item()``). Used for the prediction's distance fields, which change every step; the ground
-truth's come from the data pipeline (scipy, in the workers).
+background voxels and ``inf`` on foreground voxels before the first axis. The first axis is a plain 1-D
+distance to the nearest background voxel of the line (running maxima/minima of background positions, O(N));
+the later axes take the lower envelope by brute force, a (lines, n, n) minimum evaluated in chunks of bounded
+size: O(N * n) work per axis (n the axis length), exact, and made of plain tensor ops, so it runs on a GPU
+inside the loss (no transfer to the CPU, no ``.item()``). Used for the prediction's distance fields, which
+change every step; the ground truth's come from the data pipeline (scipy, in the workers).
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ def _squared_distance_along(d2: torch.Tensor, dim: int, step: float, chunk_eleme
     return out.reshape(d2.movedim(dim, -1).shape).movedim(-1, dim)
 
 
+def _squared_distance_to_background_along(mask: torch.Tensor, dim: int, step: float) -> torch.Tensor:
+    """First pass: squared distance along ``dim`` from every voxel to the nearest False voxel of its line
+    (0 on False voxels, inf on lines without one); float32, ``mask``'s shape."""
+    n = mask.shape[dim]
+    shape = [1] * mask.ndim
+    shape[dim] = n
+    position = torch.arange(n, device=mask.device, dtype=torch.float32).view(shape)
+    before = torch.where(mask, -torch.inf, position).cummax(dim).values  # last background position at or before
+    after = torch.where(mask, torch.inf, position).flip(dim).cummin(dim).values.flip(dim)  # first at or after
+    distance = torch.minimum(position - before, after - position)
+    return (step * distance) ** 2
+
+
 def euclidean_distance_transform(mask: torch.Tensor, spacing: Sequence[float] | None = None,
                                  chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Distance of every True voxel to the nearest False voxel, 0 on False voxels, exact.
@@ -47,17 +61,34 @@ def euclidean_distance_transform(mask: torch.Tensor, spacing: Sequence[float] | 
     spacing = [1.0] * spatial if spacing is None else [float(s) for s in spacing]
     if len(spacing) != spatial or not all(s > 0 for s in spacing):
         raise ValueError(f"spacing must give {spatial} positive values, got {spacing}")
-    d2 = torch.where(mask.bool(), torch.inf, 0.0).to(torch.float32)
-    for axis, step in enumerate(spacing):
+    d2 = _squared_distance_to_background_along(mask.bool(), 2, spacing[0])
+    for axis, step in enumerate(spacing[1:], start=1):
         d2 = _squared_distance_along(d2, 2 + axis, step, chunk_elements)
     return d2.sqrt()
 
 
 def boundary_distance(mask: torch.Tensor, spacing: Sequence[float] | None = None,
-                      chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+                      chunk_elements: int = CHUNK_ELEMENTS, unknown: torch.Tensor | None = None) -> torch.Tensor:
     """Unsigned distance of every voxel to the mask's boundary: ``edt(mask) + edt(~mask)``; 0 for an empty or a
-    full (B, C) map. Shapes as ``euclidean_distance_transform``."""
+    full (B, C) map. Shapes as ``euclidean_distance_transform``.
+
+    ``unknown`` (bool, broadcastable to ``mask``; e.g. nnU-Net's ignore label): voxels known to be neither
+    inside nor outside. They are no boundary: a mask voxel's distance is to the nearest *known* outside voxel,
+    an outside voxel's to the nearest mask voxel; unknown voxels get 0, and a map counts as empty (full) when
+    it has no mask (no known outside) voxel.
+    """
     mask = mask.bool()
-    inside = euclidean_distance_transform(mask, spacing, chunk_elements)
-    outside = euclidean_distance_transform(~mask, spacing, chunk_elements)
-    return torch.where(torch.isinf(inside) | torch.isinf(outside), 0.0, inside + outside)
+    if unknown is None:
+        sources_of_inside = mask
+    else:
+        unknown = unknown.bool().expand_as(mask)
+        mask = mask & ~unknown
+        sources_of_inside = mask | unknown  # unknown voxels are no outside: not a boundary for the inside
+    # both transforms in one call (fewer, larger kernels); per voxel the distance on its own side
+    inside, outside = euclidean_distance_transform(torch.cat([sources_of_inside, ~mask]), spacing,
+                                                   chunk_elements).split(mask.shape[0])
+    # inf on a side: that map has no voxel of the other side (an empty or a full mask)
+    invalid = torch.isinf(inside) | torch.isinf(outside)
+    if unknown is not None:
+        invalid = invalid | unknown
+    return torch.where(invalid, 0.0, torch.where(mask, inside, outside))

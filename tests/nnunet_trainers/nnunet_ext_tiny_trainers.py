@@ -17,12 +17,14 @@ from nnunet_ext.trainers import (
     nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
+    nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
+    nnUNetTrainerUNetWeightedCE,
 )
 
 
@@ -60,6 +62,14 @@ class nnUNetTrainerCbDiceTiny(TinyRun, nnUNetTrainerCbDice):
 
 
 class nnUNetTrainerClCETiny(TinyRun, nnUNetTrainerClCE):
+    pass
+
+
+class nnUNetTrainerHausdorffDTTiny(TinyRun, nnUNetTrainerHausdorffDT):
+    pass  # one epoch: the weight ramp ends in epoch 0 (10% of one epoch rounds up to one)
+
+
+class nnUNetTrainerUNetWeightedCETiny(TinyRun, nnUNetTrainerUNetWeightedCE):
     pass
 
 
@@ -141,6 +151,14 @@ class nnUNetTrainerCbDiceCompiledTiny(CompileOnCPU, nnUNetTrainerCbDiceTiny):
 
 
 class nnUNetTrainerClCECompiledTiny(CompileOnCPU, nnUNetTrainerClCETiny):
+    pass
+
+
+class nnUNetTrainerHausdorffDTCompiledTiny(CompileOnCPU, nnUNetTrainerHausdorffDTTiny):
+    pass
+
+
+class nnUNetTrainerUNetWeightedCECompiledTiny(CompileOnCPU, nnUNetTrainerUNetWeightedCETiny):
     pass
 
 
