@@ -51,9 +51,9 @@ import time
 
 import torch
 from fresh_process import MIB, current_rss_mib, load_average, max_rss_mib, run_worker
+from references import reference_cldice_loss
 
 from nnunet_ext.losses import SoftClDiceLoss
-from nnunet_ext.losses.cldice_reference import reference_cldice_loss
 
 ITERATIONS = 3
 IMPLEMENTATIONS = ("straightforward", "ours")

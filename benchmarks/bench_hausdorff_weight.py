@@ -23,8 +23,8 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from scipy import ndimage
 
+from nnunet_ext.data.synthetic import TreeParams, vessel_tree
 from nnunet_ext.losses import HausdorffDTLoss
-from nnunet_ext.synthetic import TreeParams, vessel_tree
 
 CLASSES = 3  # background and 2 vessel classes
 

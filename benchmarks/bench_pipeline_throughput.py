@@ -32,9 +32,9 @@ EXTRA_TARGET_TRAINERS = {"nnUNetTrainerSkeletonRecall": "skeleton", "nnUNetTrain
 
 def prepare(workdir: Path, size: int, cases: int) -> dict:
     """Raw dataset + nnU-Net planning/preprocessing in ``workdir``; sets the nnU-Net env vars here too."""
-    from nnunet_ext.demo import nnunet_command
-    from nnunet_ext.synthetic import write_raw_dataset
-    from nnunet_ext.synthetic_image import ImageParams
+    from nnunet_ext.commands.nnunet_runs import nnunet_command
+    from nnunet_ext.data.synthetic import write_raw_dataset
+    from nnunet_ext.data.synthetic_image import ImageParams
 
     env = {"nnUNet_raw": str(workdir / "raw"), "nnUNet_preprocessed": str(workdir / "preprocessed"),
            "nnUNet_results": str(workdir / "results")}

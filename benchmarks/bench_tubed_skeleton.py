@@ -24,11 +24,12 @@ import numba
 import numpy as np
 import scipy
 import skimage
+from references import reference_tubed_skeleton
 from scipy import ndimage
 from skimage.morphology import dilation, skeletonize
 
-from nnunet_ext.skeleton import reference_tubed_skeleton, tubed_skeleton
-from nnunet_ext.synthetic import TreeParams, vessel_tree
+from nnunet_ext.data.synthetic import TreeParams, vessel_tree
+from nnunet_ext.skeleton import tubed_skeleton
 
 N_CLASSES = 3
 CASES = {

@@ -206,7 +206,7 @@ def trainer_module_source(trainers: list[str], iterations: int) -> str:
     ours = [name for name in trainers if name != BASELINE]
     lines = ['"""Timed short runs for benchmarks/gpu_check.py (written by it into its work folder)."""',
              "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer", "",
-             "from nnunet_ext.timed_run import TimedRunMixin"]
+             "from nnunet_ext.commands.timed_run import TimedRunMixin"]
     if ours:
         lines.append(f"from nnunet_ext.trainers import {', '.join(ours)}")
     lines.append("")
@@ -272,7 +272,7 @@ def prepare_workdir(workdir: Path, settings: Settings, trainers: list[str]) -> d
 
 def training_env(workdir: Path) -> dict[str, str]:
     """The environment of nnU-Net's commands: this work folder's nnU-Net folders and the timed trainers."""
-    from nnunet_ext.cli import trainers_path
+    from nnunet_ext.commands.nnunet_runs import trainers_path
 
     return {**os.environ, **nnunet_paths(workdir), "PYTHONUNBUFFERED": "1",
             "nnUNet_extTrainer": os.pathsep.join([str(workdir / "trainers"), str(trainers_path())])}
@@ -283,8 +283,8 @@ def training_env(workdir: Path) -> dict[str, str]:
 
 def write_dataset(workdir: Path, settings: Settings) -> Path:
     """The synthetic thin-structure dataset (hard images: low contrast, clutter, occluded gaps)."""
-    from nnunet_ext.synthetic import write_raw_dataset
-    from nnunet_ext.synthetic_image import ImageParams
+    from nnunet_ext.data.synthetic import write_raw_dataset
+    from nnunet_ext.data.synthetic_image import ImageParams
 
     return write_raw_dataset(workdir / "nnUNet_raw", DATASET_ID, DATASET_NAME, dim=3, n_train=settings.cases,
                              n_test=0, size=settings.size, image_params=ImageParams())
@@ -303,7 +303,7 @@ def run_logged(args: list[str], env: dict, log: Path) -> None:
 
 def plan_default(env: dict, log: Path) -> None:
     """nnU-Net's own planning and preprocessing, all defaults."""
-    from nnunet_ext.demo import nnunet_command
+    from nnunet_ext.commands.nnunet_runs import nnunet_command
 
     env = {**env, "nnUNet_n_proc_DA": "1"} if env.get("nnUNet_n_proc_DA") == "0" else env  # see planner_threads_env
     run_logged([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION],
@@ -398,7 +398,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def train_command(spec: RunSpec, device: str) -> list[str]:
-    from nnunet_ext.demo import nnunet_command
+    from nnunet_ext.commands.nnunet_runs import nnunet_command
 
     args = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0",
             "-tr", timed_class_name(spec.trainer), "-device", device, "--disable_checkpointing"]
@@ -440,7 +440,7 @@ def failure_reason(output: str) -> str:
 
 def read_timings(folder: Path, num_gpus: int, not_before: float) -> list[dict] | None:
     """Every rank's timing record written by this run (not an older one), or None if one is missing."""
-    from nnunet_ext.timed_run import TIMING_FILE
+    from nnunet_ext.commands.timed_run import TIMING_FILE
 
     paths = [folder / TIMING_FILE.format(rank=rank) for rank in range(num_gpus)]
     if not all(path.is_file() and path.stat().st_mtime >= not_before for path in paths):

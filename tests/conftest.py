@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_ext.cli import trainers_path
-from nnunet_ext.demo import nnunet_command
-from nnunet_ext.synthetic import write_raw_dataset
+from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
+from nnunet_ext.data.synthetic import write_raw_dataset
 
 TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
 DATASET_2D = 901  # 2 classes + ignore label, 2d configuration

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_ext.demo import nnunet_command
-from nnunet_ext.synthetic import write_raw_dataset
+from nnunet_ext.commands.nnunet_runs import nnunet_command
+from nnunet_ext.data.synthetic import write_raw_dataset
 from nnunet_ext.trainers import (
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,

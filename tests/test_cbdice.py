@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 
+from nnunet_ext.data.synthetic import vessel_tree
 from nnunet_ext.losses import CbDiceLoss
-from nnunet_ext.losses.cldice_reference import reference_soft_skeleton
-from nnunet_ext.synthetic import vessel_tree
+from tests.reference_cldice import reference_soft_skeleton
 
 BIG = 60.0  # softmax of +-BIG logits is exactly 1/0 in float32
 

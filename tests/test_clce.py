@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nnunet_ext.data.synthetic import vessel_tree
 from nnunet_ext.losses import ClCELoss
-from nnunet_ext.losses.cldice_reference import reference_soft_skeleton
-from nnunet_ext.synthetic import vessel_tree
+from tests.reference_cldice import reference_soft_skeleton
 
 BIG = 60.0
 

@@ -1,6 +1,6 @@
 """Tests of the soft skeleton and the clDice loss against the straightforward definition and known answers.
 
-``nnunet_ext.losses.cldice_reference`` (max_pool2d/3d, every channel) is the definition; the fast
+``tests.reference_cldice`` (max_pool2d/3d, every channel) is the definition; the fast
 ``soft_skeletonize`` and ``soft_cldice`` / ``SoftClDiceLoss`` must compute the same values and gradients.
 """
 
@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_ext.losses import SoftClDiceLoss, soft_cldice, soft_skeletonize
-from nnunet_ext.losses.cldice_reference import (
+from nnunet_ext.losses.soft_skeleton import soft_dilate, soft_erode
+from tests.reference_cldice import (
     reference_cldice_loss,
     reference_soft_dilate,
     reference_soft_erode,
     reference_soft_skeleton,
 )
-from nnunet_ext.losses.soft_skeleton import soft_dilate, soft_erode
 
 BIG = 60.0  # softmax of +-BIG logits is exactly 1/0 in float32 (exp(-120) underflows)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import matplotlib.image
 
-from nnunet_ext.demo import nnunet_command
+from nnunet_ext.commands.nnunet_runs import nnunet_command
 
 NNUNET_EXT = str(Path(sys.executable).parent / "nnunet-ext")
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from nnunet_ext.compare import compare_summaries, load_summary, paired_difference
-from nnunet_ext.compare.statistics import bootstrap_ci95
+from nnunet_ext.evaluation.compare import compare_summaries, load_summary, paired_difference
+from nnunet_ext.evaluation.compare.statistics import bootstrap_ci95
 
 
 def _summary(values: dict[str, dict[str, dict[str, float]]]) -> dict:
@@ -42,8 +42,8 @@ def _two_methods(tmp_path: Path, n: int = 10, shift: float = 0.05) -> tuple[Path
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnunet_ext.cli", "compare", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([sys.executable, "-m", "nnunet_ext.commands.cli", "compare", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
 
 
 def test_paired_difference_on_a_known_shift() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.evaluation import EvaluationError, evaluate_folders
+from nnunet_ext.evaluation.evaluate import EvaluationError, evaluate_folders
 from tests.conftest import NnunetWorkspace
 
 METRICS_2D = {"Dice", "clDice", "Betti0_error", "Betti1_error", "pixel_error", "rand_error", "warping_error"}
@@ -140,8 +140,8 @@ def test_cli_multiprocess_and_output_protection(nnunet_workspace, dataset_2d, fo
     gt, pred = folders_2d
     dataset_json, plans = _inputs(nnunet_workspace, dataset_2d)
     out = tmp_path / "report" / "topology.json"
-    command = [sys.executable, "-m", "nnunet_ext.cli", "evaluate", str(gt), str(pred), "-djfile", str(dataset_json),
-               "-pfile", str(plans), "-o", str(out), "-np", "2"]
+    command = [sys.executable, "-m", "nnunet_ext.commands.cli", "evaluate", str(gt), str(pred), "-djfile",
+               str(dataset_json), "-pfile", str(plans), "-o", str(out), "-np", "2"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "foreground mean" in done.stdout and out.is_file()
@@ -219,7 +219,7 @@ def test_3d_cases_have_betti2(nnunet_workspace, dataset_3d, tmp_path) -> None:
 
 
 def _cli_evaluate(gt: Path, pred: Path, djfile: Path, pfile: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnunet_ext.cli", "evaluate", str(gt), str(pred), "-djfile",
+    return subprocess.run([sys.executable, "-m", "nnunet_ext.commands.cli", "evaluate", str(gt), str(pred), "-djfile",
                            str(djfile), "-pfile", str(pfile), "-np", "0", *extra], capture_output=True, text=True)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-from nnunet_ext.demo import nnunet_command
+from nnunet_ext.commands.nnunet_runs import nnunet_command
 from tests.conftest import NnunetWorkspace
 from tests.test_nnunet_cli import TINY, _fold_folder
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_ext.image_io import read_image, read_labels
+from nnunet_ext.data.image_io import read_image, read_labels
 
 NNUNET_EXT = str(Path(sys.executable).parent / "nnunet-ext")
 

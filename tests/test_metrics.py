@@ -489,7 +489,7 @@ def test_bad_inputs():
 def test_warping_is_fast_on_a_vessel_mask():
     import time
 
-    from nnunet_ext.synthetic import vessel_tree
+    from nnunet_ext.data.synthetic import vessel_tree
 
     gt = vessel_tree((256, 256), seed=1) > 0
     pred = ndimage.binary_dilation(gt) ^ (np.random.default_rng(0).random(gt.shape) < 0.02)

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_ext.synthetic import write_raw_dataset
+from nnunet_ext.data.synthetic import write_raw_dataset
 from tests.conftest import DATASET_2D, DATASET_2D_SMALL, DATASET_3D, NnunetWorkspace, plan_and_preprocess
 
 TINY = "nnUNetTrainerSkeletonRecallTiny"

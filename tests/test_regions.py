@@ -18,6 +18,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from torch import nn
 
+from nnunet_ext.data.synthetic import vessel_tree, write_raw_dataset
 from nnunet_ext.distance import boundary_distance_field
 from nnunet_ext.losses import (
     CbDiceLoss,
@@ -33,9 +34,7 @@ from nnunet_ext.losses import (
     SoftClDiceLoss,
     SoftSkeletonRecallLoss,
 )
-from nnunet_ext.regions import RegionDefinitionError, check_regions_class_order
 from nnunet_ext.skeleton import tubed_skeleton
-from nnunet_ext.synthetic import vessel_tree, write_raw_dataset
 from nnunet_ext.trainers import (
     nnUNetTrainerCbDice,
     nnUNetTrainerClCE,
@@ -50,6 +49,7 @@ from nnunet_ext.trainers import (
     nnUNetTrainerUNetV2SkeletonRecall,
     nnUNetTrainerUNetWeightedCE,
 )
+from nnunet_ext.trainers.region_checks import RegionDefinitionError, check_regions_class_order
 from nnunet_ext.transforms import RegionSkeletonTransform
 from tests.conftest import NnunetWorkspace, make_trainer, plan_and_preprocess
 
@@ -282,6 +282,28 @@ def test_skeleton_recall_trainer_scores_each_region_with_the_sigmoid_recall(trai
     logits = torch.randn(target.shape[0], 2, *target.shape[2:], requires_grad=True)
     by_hand = inner.terms[0].loss(logits, target[:, :2]) + inner.terms[1].loss(logits, target[:, 2:])
     torch.testing.assert_close(inner(logits, target), by_hand)
+
+
+def test_the_region_definitions_are_checked_once_per_trainer(trainer_env: NnunetWorkspace, dataset_regions: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from nnunet_ext.trainers import region_checks
+
+    calls = []
+    original = region_checks.check_region_definitions
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    for module in list(sys.modules.values()):  # every module that imported the check by name
+        if getattr(module, "check_region_definitions", None) is original:
+            monkeypatch.setattr(module, "check_region_definitions", counted)
+    trainer = make_trainer(trainer_env, dataset_regions)  # Skeleton Recall: a target block and a loss term
+    trainer.initialize()
+    next(trainer.get_dataloaders()[0])
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize(("changes", "trainer_class", "message"), [

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.figures import CLASS_COLOURS, SKELETON_COLOUR, overlay, views
-from nnunet_ext.synthetic import write_raw_dataset
+from nnunet_ext.data.synthetic import write_raw_dataset
+from nnunet_ext.pictures.figures import CLASS_COLOURS, SKELETON_COLOUR, overlay, views
 
 NNUNET_EXT = str(Path(sys.executable).parent / "nnunet-ext")
 

@@ -16,15 +16,15 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from nnunet_ext.data.synthetic import TreeParams, vessel_tree
 from nnunet_ext.skeleton import (
     dilate_diamond,
     principal_axis_centreline,
-    reference_tubed_skeleton,
     skeletonize_mask,
     tubed_skeleton,
 )
 from nnunet_ext.skeleton.thinning import thin_2d, thin_3d
-from nnunet_ext.synthetic import TreeParams, vessel_tree
+from tests.reference_skeleton import reference_tubed_skeleton
 
 TREE_2D = TreeParams(n_roots=2, root_radius=4.0, branch_probability=0.04, max_points=1500)
 TREE_3D = TreeParams(n_roots=2, root_radius=3.0, branch_probability=0.05, max_points=1500)

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nnunet_ext.experiments.study import TINY, Budget, write_study_trainers
+from nnunet_ext.commands.study import TINY, Budget, write_study_trainers
 
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSkeletonRecall")
 
 
 def _study(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1"}
-    return subprocess.run([sys.executable, "-m", "nnunet_ext.cli", "study", "--workdir", str(workdir), *args],
+    return subprocess.run([sys.executable, "-m", "nnunet_ext.commands.cli", "study", "--workdir", str(workdir), *args],
                           capture_output=True, text=True, env=env, timeout=1200)
 
 

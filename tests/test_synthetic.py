@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nnunet_ext.synthetic import TreeParams, vessel_image, vessel_tree
+from nnunet_ext.data.synthetic import TreeParams, vessel_image, vessel_tree
 
 BUSY = TreeParams(n_roots=2, root_radius=3.0, branch_probability=0.08, max_points=1200)
 SHAPES = [(64, 64), (48, 80), (32, 32, 32), (24, 40, 36)]
@@ -133,8 +133,8 @@ def test_vessel_image(ndim):
 
 
 def test_thick_slices_keep_every_kth_slice_and_only_in_3d(tmp_path):
-    from nnunet_ext.image_io import read_labels
-    from nnunet_ext.synthetic import write_raw_dataset
+    from nnunet_ext.data.image_io import read_labels
+    from nnunet_ext.data.synthetic import write_raw_dataset
 
     thick_folder = write_raw_dataset(tmp_path, 5, "Thick", dim=3, n_train=1, n_test=0, size=32, slice_step=4)
     full_folder = write_raw_dataset(tmp_path, 7, "Thick", dim=3, n_train=1, n_test=0, size=32)

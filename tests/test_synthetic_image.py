@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nnunet_ext.synthetic import vessel_tree
-from nnunet_ext.synthetic_image import ImageParams, gap_mask, smooth_field, thin_structure_image
+from nnunet_ext.data.synthetic import vessel_tree
+from nnunet_ext.data.synthetic_image import ImageParams, gap_mask, smooth_field, thin_structure_image
 
 CLEAN = ImageParams(contrast=1.0, noise=0.0, bias=0.0, clutter=0.0, partial_volume_sigma=0.0, gaps_per_case=0)
 

@@ -13,6 +13,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 
+from nnunet_ext.data.synthetic import vessel_tree
 from nnunet_ext.distance import boundary_distance_field, class_boundary_distances
 from nnunet_ext.losses import (
     CompoundLoss,
@@ -23,8 +24,6 @@ from nnunet_ext.losses import (
     unet_weight_map,
 )
 from nnunet_ext.losses.hausdorff_dt import patch_diagonal
-from nnunet_ext.regions import RegionDefinitionError
-from nnunet_ext.synthetic import vessel_tree
 from nnunet_ext.trainers import (
     hausdorff_term,
     nnUNetTrainerHausdorffDT,
@@ -32,6 +31,7 @@ from nnunet_ext.trainers import (
     nnUNetTrainerUNetWeightedCE,
 )
 from nnunet_ext.trainers.distance_target_mixin import DistanceTargetMixin
+from nnunet_ext.trainers.region_checks import RegionDefinitionError
 from nnunet_ext.transforms import (
     DistanceFieldTransform,
     RegionDistanceFieldTransform,

@@ -16,7 +16,7 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_ext.cli import trainers_path
+from nnunet_ext.commands.nnunet_runs import trainers_path
 from nnunet_ext.losses import ComboLoss, CompoundLoss, SoftClDiceLoss, SoftSkeletonRecallLoss
 from nnunet_ext.trainers import (
     cldice_term,

@@ -18,8 +18,8 @@ import torch
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
+from nnunet_ext.data.synthetic import TreeParams, vessel_tree
 from nnunet_ext.skeleton import tubed_skeleton
-from nnunet_ext.synthetic import TreeParams, vessel_tree
 from nnunet_ext.transforms import ClassicSkeletonTransform, SkeletonTransform
 
 SHAPE_2D = (48, 48)
@@ -279,7 +279,7 @@ MTA_SCRIPT = textwrap.dedent('''
     from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 
     from nnunet_ext.skeleton import tubed_skeleton
-    from nnunet_ext.synthetic import TreeParams, vessel_tree
+    from nnunet_ext.data.synthetic import TreeParams, vessel_tree
     from nnunet_ext.transforms import ClassicSkeletonTransform
 
     SHAPES = [(48, 48), (24, 24, 24)]

@@ -21,13 +21,13 @@ import torch
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
 from nnunet_ext.losses import TargetLayout
-from nnunet_ext.regions import check_region_definitions, refuse_ignore_label_with_regions
 from nnunet_ext.trainers.pipeline_edits import (
     edited_pipeline,
     insert_after_region_conversion,
     insert_before_target_conversion,
     pipeline_method,
 )
+from nnunet_ext.trainers.region_checks import refuse_ignore_label_with_regions
 from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 
 
@@ -54,7 +54,7 @@ class TargetContext:
         return 1 if self.regions is None else len(self.regions)
 
 
-def labels_channels(target: torch.Tensor | list[torch.Tensor],
+def labels_block(target: torch.Tensor | list[torch.Tensor],
                     count: int = 1) -> torch.Tensor | list[torch.Tensor]:
     """The first ``count`` channels (labels, or the R regions) of a target, or of each deep-supervision
     target: (B, count, ...)."""
@@ -161,10 +161,7 @@ class ExtraTargetMixin:
                                                                                    _spacing(trainer)))
 
     def initialize(self) -> None:
-        if self.label_manager.has_regions:
-            check_region_definitions(self.label_manager.foreground_regions, self.label_manager.regions_class_order,
-                                     self.label_manager.ignore_label, type(self).__name__)
-        super().initialize()
+        super().initialize()  # (LossTermsMixin checks the region definitions while it builds the loss)
         transforms = self.placed_target_transforms(self.target_context())
         self.print_to_log_file(f"nnunet_ext target: {self.target_layout()}; appended in the data pipeline by "
                                + ", ".join(map(repr, transforms)))
@@ -176,7 +173,7 @@ class ExtraTargetMixin:
         loss = self.loss
         self.loss = _LossWithFixedTarget(loss, full_target)
         try:
-            labels = labels_channels(full_target, self.label_manager.num_segmentation_heads
+            labels = labels_block(full_target, self.label_manager.num_segmentation_heads
                                      if self.label_manager.has_regions else 1)
             return super().validation_step({**batch, "target": labels})
         finally:

@@ -20,7 +20,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from torch import nn
 
 from nnunet_ext.losses import CompoundLoss, LossTerm, TargetLayout
-from nnunet_ext.regions import check_region_definitions
+from nnunet_ext.trainers.region_checks import check_region_definitions
 
 
 def compose_with_nnunet_loss(loss: nn.Module, extra_terms: Sequence[LossTerm],

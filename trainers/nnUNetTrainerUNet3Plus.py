@@ -19,10 +19,10 @@ from torch import nn
 
 from nnunet_ext.losses import ClassificationGuidedLoss, HybridLoss
 from nnunet_ext.networks import UNet3Plus
-from nnunet_ext.regions import RegionDefinitionError
 from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
-from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin, bare_network
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers.plans_network_mixin import PlansNetworkMixin, bare_network
+from nnunet_ext.trainers.region_checks import RegionDefinitionError
 
 
 class UNet3PlusNetworkMixin(PlansNetworkMixin):

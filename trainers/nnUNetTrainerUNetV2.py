@@ -14,8 +14,8 @@ from typing import ClassVar
 
 from nnunet_ext.networks import UNetV2
 from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
-from nnunet_ext.trainers.network_choice_mixin import PlansNetworkMixin
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import nnUNetTrainerSkeletonRecall
+from nnunet_ext.trainers.plans_network_mixin import PlansNetworkMixin
 
 
 class UNetV2NetworkMixin(PlansNetworkMixin):

@@ -2,7 +2,7 @@
 
 After nnU-Net's own ``perform_actual_validation`` (which writes the fold's ``validation/``
 predictions and ``summary.json``), the mixin evaluates the same predictions with
-``nnunet_ext.evaluation`` and writes ``validation/summary_topology.json`` (Dice, clDice, Betti
+``nnunet_ext.evaluation.evaluate`` and writes ``validation/summary_topology.json`` (Dice, clDice, Betti
 errors, pixel, Rand and warping errors; nnU-Net's summary.json shape; per region for region-based
 trainings, keyed as in nnU-Net's summary.json), so a finished
 ``nnUNetv2_train`` (or ``--val``) already says whether connectivity improved. Like nnU-Net's
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nnunetv2.configuration import default_num_processes
 
-from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, evaluate_folders, non_integer_label_files
+from nnunet_ext.evaluation.evaluate import DEFAULT_OUTPUT_NAME, evaluate_folders, non_integer_label_files
 
 LOGGED_METRICS = ("Dice", "clDice", "Betti0_error", "Betti1_error", "Betti2_error")
 MAX_LISTED_FILES = 5

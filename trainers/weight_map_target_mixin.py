@@ -8,8 +8,8 @@ the class-balancing weight is undefined.
 
 from __future__ import annotations
 
-from nnunet_ext.regions import RegionDefinitionError
 from nnunet_ext.trainers.extra_target_mixin import ExtraTargetMixin, TargetContext
+from nnunet_ext.trainers.region_checks import RegionDefinitionError
 from nnunet_ext.transforms import UNetWeightMapTransform
 from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 

@@ -1,6 +1,5 @@
 """Skeletons of label maps: the Skeleton Recall target and the thinning behind it."""
 
-from nnunet_ext.skeleton.reference import reference_tubed_skeleton
 from nnunet_ext.skeleton.tubed import (
     dilate_diamond,
     principal_axis_centreline,
@@ -13,5 +12,4 @@ __all__ = [
     "principal_axis_centreline",
     "skeletonize_mask",
     "dilate_diamond",
-    "reference_tubed_skeleton",
 ]

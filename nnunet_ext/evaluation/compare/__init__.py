@@ -1,8 +1,8 @@
 """Paired comparison of methods on the same cases: per-case topology/Dice summaries, statistics, report, figure."""
 
-from nnunet_ext.compare.report import ComparisonError, compare_summaries, markdown_table, write_comparison
-from nnunet_ext.compare.statistics import paired_difference
-from nnunet_ext.compare.summaries import PerCase, SummaryError, cross_validation_summary, load_summary
+from nnunet_ext.evaluation.compare.report import ComparisonError, compare_summaries, markdown_table, write_comparison
+from nnunet_ext.evaluation.compare.statistics import paired_difference
+from nnunet_ext.evaluation.compare.summaries import PerCase, SummaryError, cross_validation_summary, load_summary
 
 __all__ = ["ComparisonError", "PerCase", "SummaryError", "compare_summaries", "cross_validation_summary",
            "load_summary", "markdown_table", "paired_difference", "write_comparison"]

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_ext.figures import save_panels, skeleton_rows
-from nnunet_ext.image_io import read_image, read_labels
+from nnunet_ext.data.image_io import read_image, read_labels
+from nnunet_ext.pictures.figures import save_panels, skeleton_rows
 from nnunet_ext.skeleton import tubed_skeleton
 
 

@@ -7,9 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from nnunet_ext.commands.nnunet_runs import trainers_path
+
 DESCRIPTION = """\
-nnunet_ext adds topology-aware training (Skeleton Recall, clDice, Combo; UNet 3+, U-Net v2) to your
-stock nnU-Net v2. You keep using nnU-Net's own commands; this tool sets them up and evaluates topology.
+nnunet_ext adds topology-aware training (Skeleton Recall, clDice, cbDice, clCE, Combo, Hausdorff DT, U-Net
+weight maps; UNet 3+, U-Net v2) to your stock nnU-Net v2. You keep using nnU-Net's own commands; this tool
+sets them up and evaluates topology.
 
 Quick start:
   export nnUNet_extTrainer=$(nnunet-ext trainers-path)
@@ -21,20 +24,13 @@ Quick start:
 """
 
 
-def trainers_path() -> Path:
-    """The folder to put in ``nnUNet_extTrainer`` (where nnU-Net finds our trainers)."""
-    import nnunet_ext.trainers as trainers  # noqa: PLC0415 - keep `--help` fast
-
-    return Path(trainers.__file__).resolve().parent
-
-
 def _trainers_path_command(_args: argparse.Namespace) -> int:
     print(trainers_path())
     return 0
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.demo import run_demo  # noqa: PLC0415 - heavy imports only when needed
+    from nnunet_ext.commands.demo import run_demo  # noqa: PLC0415 - heavy imports only when needed
 
     if args.cases < 5:
         print("error: --cases must be at least 5 (nnU-Net splits the training cases into 5 folds)", file=sys.stderr)
@@ -46,7 +42,7 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, EvaluationError, evaluate_folders  # noqa: PLC0415
+    from nnunet_ext.evaluation.evaluate import DEFAULT_OUTPUT_NAME, EvaluationError, evaluate_folders  # noqa: PLC0415
 
     output = Path(args.o) if args.o else Path(args.pred_folder) / DEFAULT_OUTPUT_NAME
     try:
@@ -61,12 +57,12 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _make_dataset_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.synthetic import (  # noqa: PLC0415
+    from nnunet_ext.data.synthetic import (  # noqa: PLC0415
         classes_in_training_cases,
         existing_dataset_folder,
         write_raw_dataset,
     )
-    from nnunet_ext.synthetic_image import ImageParams  # noqa: PLC0415
+    from nnunet_ext.data.synthetic_image import ImageParams  # noqa: PLC0415
 
     raw = args.raw or os.environ.get("nnUNet_raw")
     if not raw:
@@ -108,7 +104,7 @@ def _make_dataset_command(args: argparse.Namespace) -> int:
 
 
 def _show_skeleton_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.show_skeleton import CaseFiles, ShowSkeletonError, case_from_dataset, render_skeleton  # noqa: PLC0415
+    from nnunet_ext.pictures.show_skeleton import CaseFiles, ShowSkeletonError, case_from_dataset, render_skeleton  # noqa: PLC0415
 
     try:
         if args.d is not None:
@@ -152,7 +148,7 @@ def _plan_network_command(args: argparse.Namespace) -> int:
 
 def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
     """name -> per-case values, from SUMMARY files or from trainers' cross-validation in nnUNet_results."""
-    from nnunet_ext.compare import ComparisonError, cross_validation_summary, load_summary  # noqa: PLC0415
+    from nnunet_ext.evaluation.compare import ComparisonError, cross_validation_summary, load_summary  # noqa: PLC0415
 
     if args.summaries and args.d is not None:
         raise ComparisonError("give SUMMARY files or -d DATASET -c CONFIGURATION -tr TRAINERS, not both")
@@ -186,7 +182,7 @@ def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
 
 
 def _compare_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.compare import (  # noqa: PLC0415
+    from nnunet_ext.evaluation.compare import (  # noqa: PLC0415
         SummaryError,
         compare_summaries,
         markdown_table,
@@ -206,7 +202,7 @@ def _compare_command(args: argparse.Namespace) -> int:
 
 
 def _study_command(args: argparse.Namespace) -> int:
-    from nnunet_ext.experiments.study import (  # noqa: PLC0415
+    from nnunet_ext.commands.study import (  # noqa: PLC0415
         BENCHMARKS,
         DEFAULT_BUDGET,
         DEFAULT_TRAINERS,

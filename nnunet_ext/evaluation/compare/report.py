@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.compare.statistics import (
+from nnunet_ext.evaluation.compare.statistics import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     MIN_CASES_FOR_A_TEST,
     SIGNIFICANCE,
     paired_difference,
 )
-from nnunet_ext.compare.summaries import METRIC_DIRECTIONS, PerCase, SummaryError
+from nnunet_ext.evaluation.compare.summaries import METRIC_DIRECTIONS, PerCase, SummaryError
 
 OUTPUT_FILES = ("comparison.json", "comparison.md", "comparison.png")
 
@@ -121,7 +121,7 @@ def write_comparison(comparison: dict, summaries: dict[str, PerCase], out_dir: s
     if existing and not overwrite:
         raise ComparisonError(f"{out_dir} already holds {', '.join(p.name for p in existing)}; choose another "
                               f"output folder or pass --overwrite to replace them")
-    from nnunet_ext.compare.figure import draw_comparison  # matplotlib only when writing
+    from nnunet_ext.evaluation.compare.figure import draw_comparison  # matplotlib only when writing
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / n for n in OUTPUT_FILES]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from nnunet_ext.figures import normalize_intensities, overlay, save_panels
-from nnunet_ext.image_io import read_image, read_labels
+from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
+from nnunet_ext.data.image_io import read_image, read_labels
+from nnunet_ext.data.synthetic import write_raw_dataset
+from nnunet_ext.data.synthetic_image import ImageParams
+from nnunet_ext.pictures.figures import normalize_intensities, overlay, save_panels
 from nnunet_ext.skeleton import tubed_skeleton
-from nnunet_ext.synthetic import write_raw_dataset
-from nnunet_ext.synthetic_image import ImageParams
 
 DEMO_DATASET_ID = 901
 PLAIN_TRAINER = "nnUNetTrainerDemoPlain"
@@ -50,15 +50,6 @@ class {skeleton_recall}(ShortRun, nnUNetTrainerSkeletonRecall):
 '''
 
 
-def nnunet_command(name: str) -> str:
-    """Path of an nnU-Net console script, preferring the one beside this Python."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found: is nnunetv2 installed in this environment?")
-    return found
-
-
 def _run(args: list[str], env: dict, log: Path) -> None:
     print("$", " ".join(args), flush=True)
     with open(log, "a") as out:
@@ -70,8 +61,7 @@ def _run(args: list[str], env: dict, log: Path) -> None:
 def run_demo(workdir: Path, epochs: int = 5, iterations: int = 40, cases: int = 10) -> int:
     """Write hard 2D data, plan, train plain nnU-Net and Skeleton Recall briefly on the CPU, predict the
     test images, evaluate both (table) and draw them (PNG), all with nnU-Net's own commands."""
-    from nnunet_ext.cli import trainers_path  # noqa: PLC0415 - avoid a cycle at import
-    from nnunet_ext.evaluation import evaluate_folders  # noqa: PLC0415
+    from nnunet_ext.evaluation.evaluate import evaluate_folders  # noqa: PLC0415
 
     workdir = workdir.resolve()
     if workdir.exists():

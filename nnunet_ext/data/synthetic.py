@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.synthetic_image import ImageParams, thin_structure_image
+from nnunet_ext.data.synthetic_image import ImageParams, thin_structure_image
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,6 @@ def _write_cases(folder: Path, name: str, shape: tuple[int, ...], n_train: int, 
 
 def classes_in_training_cases(folder: Path) -> set[int]:
     """The label values that occur in the training labels of a dataset written by ``write_raw_dataset``."""
-    from nnunet_ext.image_io import read_labels
+    from nnunet_ext.data.image_io import read_labels
 
     return {int(v) for path in sorted((folder / "labelsTr").glob("*.nii.gz")) for v in np.unique(read_labels(path))}

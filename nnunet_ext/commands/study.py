@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunet_ext.demo import nnunet_command
+from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
 
 STUDY_DATASET_ID = 950
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "nnUNetTrainerClDice")
@@ -126,8 +126,6 @@ class Study:
     """The work folder of one study and its steps."""
 
     def __init__(self, workdir: Path, settings: StudySettings) -> None:
-        from nnunet_ext.cli import trainers_path
-
         self.workdir, self.settings = workdir.resolve(), settings
         self.raw, self.preprocessed = self.workdir / "nnUNet_raw", self.workdir / "nnUNet_preprocessed"
         self.results = self.workdir / "nnUNet_results"
@@ -186,8 +184,8 @@ class Study:
         return self.raw / f"Dataset{STUDY_DATASET_ID:03d}_TopologyStudy{self.settings.benchmark.dim}D"
 
     def write_dataset(self) -> None:
-        from nnunet_ext.synthetic import write_raw_dataset
-        from nnunet_ext.synthetic_image import ImageParams
+        from nnunet_ext.data.synthetic import write_raw_dataset
+        from nnunet_ext.data.synthetic_image import ImageParams
 
         if (self.dataset_folder / "dataset.json").is_file():
             self.say(f"dataset: kept {self.dataset_folder}")
@@ -248,7 +246,7 @@ class Study:
         (out / "nnunet_ext_study_predicted").write_text("nnUNetv2_predict finished\n")
 
     def evaluate(self, trainer: str) -> Path:
-        from nnunet_ext.evaluation import DEFAULT_OUTPUT_NAME, evaluate_folders
+        from nnunet_ext.evaluation.evaluate import DEFAULT_OUTPUT_NAME, evaluate_folders
 
         summary = self.predictions(trainer) / DEFAULT_OUTPUT_NAME
         if summary.is_file():
@@ -261,7 +259,7 @@ class Study:
         return summary
 
     def compare(self, summaries: dict[str, Path]) -> Path:
-        from nnunet_ext.compare import compare_summaries, load_summary, markdown_table, write_comparison
+        from nnunet_ext.evaluation.compare import compare_summaries, load_summary, markdown_table, write_comparison
 
         values = {trainer: load_summary(path) for trainer, path in summaries.items()}
         comparison = compare_summaries(values)

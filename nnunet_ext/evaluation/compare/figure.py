@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.compare.summaries import PerCase
+from nnunet_ext.evaluation.compare.summaries import PerCase
 
 
 def draw_comparison(comparison: dict, summaries: dict[str, PerCase], path: Path) -> None:

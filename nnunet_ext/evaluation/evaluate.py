@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_ext.image_io import spatial
+from nnunet_ext.data.image_io import spatial
 from nnunet_ext.metrics import topology_metrics
 
 DEFAULT_OUTPUT_NAME = "summary_topology.json"
@@ -146,7 +146,7 @@ def _integer_typed(path: Path) -> bool | None:
 def non_integer_label_files(paths: list[Path]) -> list[Path]:
     """The label files among ``paths`` that hold non-integer values; integer-typed files are known from their
     header (cheap), others are read. Missing or unreadable files are left to the evaluation to report."""
-    from nnunet_ext.image_io import reader_for
+    from nnunet_ext.data.image_io import reader_for
 
     bad = []
     for path in paths:

@@ -1,0 +1,1 @@
+"""Data: the synthetic thin-structure datasets (``make-dataset``) and reading/writing image files."""

@@ -1,0 +1,125 @@
+"""The layout shows the architecture: packages, no import cycles, one place for each concern, honest names."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# installed package name -> source folder (pyproject's package-dir)
+SOURCES = {"nnunet_ext": ROOT / "nnunet_ext", "nnunet_ext.trainers": ROOT / "trainers",
+           "nnunet_ext.transforms": ROOT / "transforms"}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (``pkg.__init__`` files named ``pkg``)."""
+    modules = {}
+    for prefix, folder in SOURCES.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join([prefix, *parts])] = path
+    return modules
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``path`` imports anywhere (module level or inside functions)."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(kept + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        found |= {t for t in targets if t in modules}
+    return found - {name}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, components, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return components
+
+
+def test_the_package_top_level_holds_only_packages() -> None:
+    flat = sorted(p.name for p in (ROOT / "nnunet_ext").glob("*.py") if p.name != "__init__.py")
+    assert flat == [], f"group these modules into a package: {flat}"
+
+
+def test_no_import_cycles_between_modules() -> None:
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        # a package's __init__ re-exporting its own submodules is not a cycle of concerns
+        graph[name] = {m for m in _imports(path, name, modules) if not (path.name == "__init__.py"
+                                                                       and m.startswith(name + "."))}
+    assert _cycles(graph) == []
+
+
+def test_the_process_group_guard_lives_only_beside_the_all_gather() -> None:
+    guarded = sorted(path.name for path in (ROOT / "nnunet_ext" / "losses").glob("*.py")
+                     if "is_initialized" in path.read_text())
+    assert guarded == ["distributed.py"]
+
+
+def test_every_base_trainer_composes_the_shared_mixins_once() -> None:
+    from nnunet_ext import trainers
+    from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
+
+    for name in trainers.__all__:
+        trainer = getattr(trainers, name)
+        if inspect.isclass(trainer):
+            assert issubclass(trainer, ExtTrainerBase), name
+            assert trainer.__mro__.count(ExtTrainerBase) == 1
+
+
+@pytest.mark.parametrize("old", ["nnunet_ext.trainers.network_choice_mixin", "nnunet_ext.skeleton.reference",
+                                 "nnunet_ext.losses.cldice_reference", "nnunet_ext.losses.validation",
+                                 "nnunet_ext.cli", "nnunet_ext.regions"])
+def test_renamed_and_test_only_modules_are_gone_from_the_package(old: str) -> None:
+    assert importlib.util.find_spec(old) is None
+
+
+def test_names_say_what_they_hold() -> None:
+    from nnunet_ext.trainers import extra_target_mixin
+    from nnunet_ext.trainers.plans_network_mixin import PlansNetworkMixin
+
+    assert PlansNetworkMixin.__module__.endswith("plans_network_mixin")
+    assert hasattr(extra_target_mixin, "labels_block") and not hasattr(extra_target_mixin, "labels_channels")
