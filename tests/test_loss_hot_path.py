@@ -209,8 +209,14 @@ def one_hot_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return (probs * onehot).sum(axes)[:, 1:], onehot.sum(axes)[:, 1:]
 
 
+@pytest.mark.parametrize("gpu_binning", [False, True], ids=["cpu_scatter", "gpu_compare"])
 @pytest.mark.parametrize("shape", [(2, 4, 9, 7), (3, 15, 5, 6, 4), (1, 2, 11, 3)])
-def test_own_class_sums_equal_the_one_hot_definition(shape: tuple[int, ...]) -> None:
+def test_own_class_sums_equal_the_one_hot_definition(shape: tuple[int, ...], gpu_binning: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnunet_ext.losses import skeleton_recall
+
+    if gpu_binning:  # the path CUDA tensors take, run on the CPU
+        monkeypatch.setattr(skeleton_recall, "_binned_sums", skeleton_recall._compared_sums)
     gen = torch.Generator().manual_seed(sum(shape))
     logits = 4 * torch.randn(shape, generator=gen, dtype=torch.float64)
     labels = torch.randint(-1, shape[1] + 2, (shape[0], 1, *shape[2:]), generator=gen)  # some out of range

@@ -38,8 +38,10 @@ class _OwnClassSums(torch.autograd.Function):
     A skeleton voxel of class c is 1 in channel c only, so the recall's numerator needs one probability per
     voxel (a gather), not a one-hot: fewer bytes moved than softmax + one-hot + masked sums, and the
     backward writes ``d/dz_k = coef * ([k = own] - p_k)`` with ``coef = g_own * p_own`` directly instead of
-    going through the softmax's generic backward. The per-class sums compare the index with each class
-    (a (B, C - 1, N) bool map) instead of scatter-adding into C bins, which serializes on GPUs.
+    going through the softmax's generic backward. The per-class sums: on a GPU, compare the index with each class
+    (a (B, C - 1, N) bool map), since scatter-adding into C bins serializes its atomics there; on the CPU, where a
+    scatter-add is one serial pass, scatter into C float64 bins (one pass instead of C - 1; 5x faster at 14
+    classes, and exact).
     """
 
     @staticmethod
@@ -47,10 +49,8 @@ class _OwnClassSums(torch.autograd.Function):
         num_classes = logits.shape[1]
         probs = torch.softmax(logits, 1)
         own = probs.gather(1, index)  # (B, 1, N)
-        on_class = index == torch.arange(1, num_classes, device=index.device).view(1, -1, 1)  # (B, C - 1, N)
-        intersection = torch.where(on_class, own, 0).sum(-1)
-        # a bool sum would widen the whole map to int64 first; as uint8 with an int32 accumulator it does not
-        counts = on_class.view(torch.uint8).sum(-1, dtype=torch.int32).to(own.dtype)
+        intersection, counts = (_binned_sums if index.device.type == "cpu" else _compared_sums)(own, index,
+                                                                                               num_classes)
         ctx.save_for_backward(probs, index, own)
         ctx.mark_non_differentiable(counts)
         return intersection, counts
@@ -62,6 +62,24 @@ class _OwnClassSums(torch.autograd.Function):
         coef = F.pad(grad_intersection, (1, 0)).gather(1, index[:, 0]).unsqueeze(1) * own  # background: 0
         grad = probs * coef.neg()
         return grad.scatter_add_(1, index, coef), None
+
+
+def _compared_sums(own: torch.Tensor, index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class sums of ``own`` (B, 1, N) and voxel counts, classes 1..C-1, through a (B, C - 1, N) bool map."""
+    on_class = index == torch.arange(1, num_classes, device=index.device).view(1, -1, 1)
+    intersection = torch.where(on_class, own, 0).sum(-1)
+    # a bool sum would widen the whole map to int64 first; as uint8 with an int32 accumulator it does not
+    counts = on_class.view(torch.uint8).sum(-1, dtype=torch.int32).to(own.dtype)
+    return intersection, counts
+
+
+def _binned_sums(own: torch.Tensor, index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same sums by one scatter-add of every voxel into its class's float64 bin (CPU)."""
+    batch, flat_index = own.shape[0], index[:, 0]
+    bins = own.new_zeros(batch, num_classes, dtype=torch.float64)
+    intersection = bins.scatter_add(1, flat_index, own[:, 0].double())[:, 1:]
+    counts = bins.scatter_add(1, flat_index, bins.new_ones(()).expand(flat_index.shape))[:, 1:]
+    return intersection.to(own.dtype), counts.to(own.dtype)
 
 
 def own_class_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
