@@ -118,8 +118,11 @@ def test_renamed_and_test_only_modules_are_gone_from_the_package(old: str) -> No
 
 
 def test_names_say_what_they_hold() -> None:
+    from nnunet_ext.losses import TargetLayout
     from nnunet_ext.trainers import extra_target_mixin
     from nnunet_ext.trainers.plans_network_mixin import PlansNetworkMixin
 
     assert PlansNetworkMixin.__module__.endswith("plans_network_mixin")
     assert hasattr(extra_target_mixin, "labels_block") and not hasattr(extra_target_mixin, "labels_channels")
+    assert TargetLayout([("labels", 1), ("skeleton", 1)]).slice("skeleton") == slice(1, 2)  # blocks by name
+    assert not hasattr(TargetLayout, "channel_index")

@@ -32,7 +32,7 @@ def _train(ws: NnunetWorkspace, dataset_id: int, configuration: str, epochs: int
            trainer: str = TINY, extra_env: dict | None = None) -> str:
     result = ws.run("nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-device", "cpu", *extra,
                     extra_env={"NNUNET_EXT_TEST_EPOCHS": str(epochs), **(extra_env or {})})
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def _fold_folder(ws: NnunetWorkspace, dataset_folder: Path, configuration: str, trainer: str = TINY) -> Path:
@@ -82,6 +82,7 @@ def test_2d_with_ignore_label_trains_resumes_and_predicts(nnunet_workspace: Nnun
     assert "SoftSkeletonRecallLoss" in log and "nnunet_ext skeleton target" in log
     _check_topology_validation(fold, {"1", "2"}, ndim=2)
     assert "Mean validation topology: Dice" in log
+    assert "evaluating: 100%" in stdout  # the topology validation shows its progress
     first_epoch = _checkpoint_epoch(fold)
 
     stdout = _train(nnunet_workspace, DATASET_2D, "2d", 2, "--c",

@@ -89,6 +89,13 @@ def _spacing(trainer: object) -> tuple[float, ...] | None:
     return tuple(float(s) for s in trainer.configuration_manager.spacing)
 
 
+def _pipeline_with_extra_targets(trainer: object, method_name: str, args: tuple, kwargs: dict) -> ComposeTransforms:
+    """nnU-Net's pipeline ``method_name(*args, **kwargs)`` with the trainer's extra-target transforms inserted."""
+    cls = _trainer_class(trainer)
+    return edited_pipeline(cls, ExtraTargetMixin, method_name, args, kwargs,
+                           lambda pipeline, arguments: cls._with_extra_targets(pipeline, arguments, _spacing(trainer)))
+
+
 class ExtraTargetMixin:
     """Inserts the trainer's ``extra_target_transforms`` into nnU-Net's training and validation pipelines."""
 
@@ -148,17 +155,11 @@ class ExtraTargetMixin:
 
     @pipeline_method
     def get_training_transforms(trainer, *args, **kwargs) -> ComposeTransforms:
-        cls = _trainer_class(trainer)
-        return edited_pipeline(cls, ExtraTargetMixin, "get_training_transforms", args, kwargs,
-                               lambda pipeline, arguments: cls._with_extra_targets(pipeline, arguments,
-                                                                                   _spacing(trainer)))
+        return _pipeline_with_extra_targets(trainer, "get_training_transforms", args, kwargs)
 
     @pipeline_method
     def get_validation_transforms(trainer, *args, **kwargs) -> ComposeTransforms:
-        cls = _trainer_class(trainer)
-        return edited_pipeline(cls, ExtraTargetMixin, "get_validation_transforms", args, kwargs,
-                               lambda pipeline, arguments: cls._with_extra_targets(pipeline, arguments,
-                                                                                   _spacing(trainer)))
+        return _pipeline_with_extra_targets(trainer, "get_validation_transforms", args, kwargs)
 
     def initialize(self) -> None:
         super().initialize()  # (LossTermsMixin checks the region definitions while it builds the loss)
