@@ -1,27 +1,41 @@
 """Shared fixtures: one nnU-Net workspace per test session, tiny synthetic datasets planned once.
 
 Integration tests call nnU-Net's real console scripts (nnUNetv2_plan_experiment, nnUNetv2_preprocess,
-nnUNetv2_train, nnUNetv2_predict) in subprocesses, exactly as a user does.
+nnUNetv2_train, nnUNetv2_predict) in subprocesses, exactly as a user does. Planned and preprocessed
+datasets are kept in pytest's cache (``.pytest_cache``), keyed by the nnunetv2 version, the generator's
+settings and source, so a second test session copies them instead of planning again.
+
+Tiers: ``make test`` runs everything not marked ``full``; ``make test-all`` runs everything.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import inspect
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
-from nnunet_ext.data.synthetic import write_raw_dataset
 
 TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
 DATASET_2D = 901  # 2 classes + ignore label, 2d configuration
 DATASET_3D = 902  # 1 class, 3d_fullres and a hand-made 3d_lowres configuration
 DATASET_2D_SMALL = 906  # 2 classes, 32x32 images: 4-stage networks for the torch.compile runs
+
+# Property tests (hypothesis profiles, chosen by the Makefile): few examples in the fast tier (make test), each
+# test's own number in the full one (make test-all).
+settings.register_profile("fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("full", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass
@@ -80,6 +94,19 @@ def plan_and_preprocess(ws: NnunetWorkspace, dataset_id: int, configurations: tu
            *["2" if len(configurations) == 1 else "1"] * len(configurations))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker gets its share of the cores: torch's intra-op threads (and those of the
+    nnU-Net processes it starts) spin-wait when more threads than cores compete, which costs far more than it
+    gains on tiny tensors."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 @pytest.fixture(scope="session")
 def nnunet_workspace(tmp_path_factory) -> NnunetWorkspace:
     root = tmp_path_factory.mktemp("nnunet")
@@ -97,38 +124,83 @@ def nnunet_workspace(tmp_path_factory) -> NnunetWorkspace:
 
 
 @pytest.fixture(scope="session")
-def dataset_2d(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_cache(pytestconfig: pytest.Config) -> Path | None:
+    """Folder of planned and preprocessed test datasets kept between test sessions (None without pytest's cache)."""
+    cache = getattr(pytestconfig, "cache", None)
+    return None if cache is None else cache.mkdir("nnunet_ext_datasets")
+
+
+def _dataset_key(dataset_id: int, configurations: tuple[str, ...], write_kwargs: dict, verify: bool,
+                 edit_plans: Callable[[dict], None] | None) -> str:
+    """What the planned dataset depends on: nnU-Net's version, the generator and planning code, the settings."""
+    from nnunet_ext.data import synthetic, synthetic_image
+
+    parts = [version("nnunetv2"), inspect.getsource(synthetic), inspect.getsource(synthetic_image),
+             inspect.getsource(plan_and_preprocess), inspect.getsource(edit_plans) if edit_plans else "",
+             json.dumps([dataset_id, configurations, verify, write_kwargs], sort_keys=True, default=repr)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def prepared_dataset(ws: NnunetWorkspace, cache: Path | None, dataset_id: int, name: str,
+                     configurations: tuple[str, ...], verify: bool = False,
+                     edit_plans: Callable[[dict], None] | None = None, **write_kwargs) -> Path:
+    """A synthetic raw dataset (``write_raw_dataset(..., **write_kwargs)``) planned and preprocessed in ``ws``.
+
+    Copied from ``cache`` when an earlier session prepared the same one; otherwise written, planned with
+    ``plan_and_preprocess`` and stored there. Returns the raw dataset folder.
+    """
+    from nnunet_ext.data.synthetic import write_raw_dataset
+
+    folder_name = f"Dataset{dataset_id:03d}_{name}"
+    if cache is None:
+        folder = write_raw_dataset(ws.raw, dataset_id, name, **write_kwargs)
+        plan_and_preprocess(ws, dataset_id, configurations, verify=verify, edit_plans=edit_plans)
+        return folder
+    stored = cache / f"{folder_name}-{_dataset_key(dataset_id, configurations, write_kwargs, verify, edit_plans)}"
+    # one writer at a time: the other pytest-xdist worker waits here, then copies what the first one stored
+    with open(cache / f"{stored.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stored.is_dir():
+            folder = write_raw_dataset(ws.raw, dataset_id, name, **write_kwargs)
+            plan_and_preprocess(ws, dataset_id, configurations, verify=verify, edit_plans=edit_plans)
+            partial = stored.with_name(stored.name + ".partial")  # a session stopped half-way leaves no entry
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(folder, partial / "raw")
+            shutil.copytree(ws.preprocessed / folder_name, partial / "preprocessed")
+            partial.rename(stored)
+            return folder
+    shutil.copytree(stored / "raw", ws.raw / folder_name)
+    shutil.copytree(stored / "preprocessed", ws.preprocessed / folder_name)
+    return ws.raw / folder_name
+
+
+@pytest.fixture(scope="session")
+def dataset_2d(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """Raw folder of a 2D dataset with two vessel classes and an ignore label, planned and preprocessed."""
-    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_2D, "Vessels2D", dim=2, n_train=6, n_test=2,
-                               size=64, n_classes=2, ignore_label=True, seed=10)
-    plan_and_preprocess(nnunet_workspace, DATASET_2D, ("2d",), verify=True)
-    return folder
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_2D, "Vessels2D", ("2d",), verify=True,
+                            dim=2, n_train=6, n_test=2, size=64, n_classes=2, ignore_label=True, seed=10)
+
+
+def add_lowres(plans: dict) -> None:
+    """Tiny images never get a 3d_lowres configuration from the planner; add one the way nnU-Net's plans
+    allow (inherit 3d_fullres, coarser spacing)."""
+    plans["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
+        "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24]}
 
 
 @pytest.fixture(scope="session")
-def dataset_3d(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_3d(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """Raw folder of a 3D dataset preprocessed for 3d_fullres and for an added 3d_lowres configuration."""
-    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_3D, "Vessels3D", dim=3, n_train=6, n_test=2,
-                               size=32, seed=20)
-
-    def add_lowres(plans: dict) -> None:
-        # Tiny images never get a 3d_lowres configuration from the planner; add one the way
-        # nnU-Net's plans allow (inherit 3d_fullres, coarser spacing).
-        plans["configurations"]["3d_lowres"] = {
-            "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
-            "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24]}
-
-    plan_and_preprocess(nnunet_workspace, DATASET_3D, ("3d_fullres", "3d_lowres"), verify=True, edit_plans=add_lowres)
-    return folder
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_3D, "Vessels3D", ("3d_fullres", "3d_lowres"),
+                            verify=True, edit_plans=add_lowres, dim=3, n_train=6, n_test=2, size=32, seed=20)
 
 
 @pytest.fixture(scope="session")
-def dataset_2d_small(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_2d_small(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """Raw folder of a 2D dataset of 32x32 images with two vessel classes, planned and preprocessed (2d)."""
-    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_2D_SMALL, "Vessels2DSmall", dim=2, n_train=5, n_test=1,
-                               size=32, n_classes=2, seed=50)
-    plan_and_preprocess(nnunet_workspace, DATASET_2D_SMALL, ("2d",))
-    return folder
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_2D_SMALL, "Vessels2DSmall", ("2d",),
+                            dim=2, n_train=5, n_test=1, size=32, n_classes=2, seed=50)
 
 
 @pytest.fixture
@@ -164,3 +236,31 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
     plans["continue_training"] = False  # what nnUNetv2_train puts in
     dataset_json = dataset_json or json.loads((ws.preprocessed / dataset_folder.name / "dataset.json").read_text())
     return trainer_class(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
+
+
+# pytest-xdist (`-n 2 --dist loadgroup`): tests that share an expensive module-scoped fixture run on one worker, so
+# it is built once; the compiled runs of one trainer family too, since nnUNetv2_find_best_configuration reads their
+# folds. Those families are the longest groups: they go first, so that the workers finish together.
+SHARED_MODULE_FIXTURES = ("ddp_results", "ct_dataset", "dataset_cascade", "dataset_thick_slices", "dataset_regions",
+                          "gpu_check")
+COMPILED_RUNS = {"test_trainers_train_compiled_and_predict": "trainer",
+                 "test_find_best_configuration_compares_every_trainer": "family"}
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    name = getattr(item, "originalname", item.name)
+    if name in COMPILED_RUNS:
+        from tests.test_nnunet_cli import compiled_family
+
+        value = item.callspec.params[COMPILED_RUNS[name]]
+        return f"compiled_{value if name.startswith('test_find_best') else compiled_family(value)}"
+    shared = [fixture for fixture in SHARED_MODULE_FIXTURES if fixture in getattr(item, "fixturenames", ())]
+    return shared[0] if shared else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {id(item): _xdist_group(item) for item in items}
+    for item in items:
+        if groups[id(item)] is not None:
+            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+    items.sort(key=lambda item: not (groups[id(item)] or "").startswith("compiled_"))  # stable: order within kept
