@@ -37,8 +37,12 @@ memory closely (timings get slower then: every large allocation faults its pages
 The machine's load average is printed at the start and the end: the timings are only meaningful on
 an otherwise idle machine.
 
+Every measurement (each timed run) goes to benchmarks/results/cldice.json (``--no-save``: not; a ``--quick`` run
+is not saved).
+
 Run:  .venv/bin/python benchmarks/bench_cldice.py [--repeats 3] [--threads N] [--quick]
-                                                  [--malloc-mmap-threshold BYTES]
+                                                  [--malloc-mmap-threshold BYTES] [--cases "C=3"]
+                                                  [--no-save] [--output FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import os
 import statistics
 import time
 
+import results_io
 import torch
 from fresh_process import MIB, current_rss_mib, load_average, max_rss_mib, run_worker
 from references import reference_cldice_loss
@@ -155,7 +160,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
                         help="run the workers with MALLOC_MMAP_THRESHOLD_=BYTES (fixed glibc mmap threshold)")
+    parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
+    results_io.add_arguments(parser)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -163,7 +170,15 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.repeats, args.quick, args.threads)))
         return
 
-    cases = QUICK_CASES if args.quick else CASES
+    cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
+             if not args.cases or any(part in name for part in args.cases)}
+    if not cases:
+        parser.error(f"--cases {' '.join(args.cases)} matches none of {', '.join(CASES)}")
+    recording = results_io.Recording("cldice", {
+        "repeats": args.repeats, "quick": args.quick, "threads": args.threads, "iterations": ITERATIONS,
+        "malloc_mmap_threshold": args.malloc_mmap_threshold,
+        "cases": {name: {"batch": b, "channels": c, "spatial": list(sp)} for name, (b, c, sp) in cases.items()}},
+        args, quick=args.quick)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, iterations={ITERATIONS}, repeats={args.repeats}"
           f"{', quick sizes' if args.quick else ''}, malloc mmap threshold "
           f"{args.malloc_mmap_threshold if args.malloc_mmap_threshold is not None else 'glibc default (dynamic)'}, "
@@ -201,6 +216,7 @@ def main() -> None:
           f"{min(mem_ratios):.2f}-{max(mem_ratios):.2f}x; goal (>= 2x faster and <= 0.6x memory) met in "
           f"{met}/{len(time_ratios)} cases; torch threads {results[next(iter(cases)), 'ours']['threads']}; "
           f"load average at the end {load_average()}")
+    recording.save({"cases": {case: {impl: results[case, impl] for impl in IMPLEMENTATIONS} for case in cases}})
 
 
 if __name__ == "__main__":

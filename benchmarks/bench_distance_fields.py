@@ -20,7 +20,10 @@ field (max and mean absolute, in voxels). Inputs as in ``bench_losses.py`` (smoo
 Wall clock on this machine's CPU: on a GPU the torch variants are a handful of large kernels, scipy additionally
 stops the GPU stream (sync) and copies the masks both ways.
 
-Run:  .venv/bin/python benchmarks/bench_distance_fields.py [--repeats 3] [--quick]
+Every run's time goes to benchmarks/results/distance_fields.json (``--no-save``: not; a ``--quick`` run is not
+saved).
+
+Run:  .venv/bin/python benchmarks/bench_distance_fields.py [--repeats 3] [--quick] [--cases 2D] [--no-save]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import results_io
 import torch
 import torch.nn.functional as F
 
@@ -114,7 +118,8 @@ VARIANTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], repeats: int) -> dict[str, float]:
+def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], repeats: int) -> dict:
+    """The record of one case: every run's ms per variant, the errors against the exact field."""
     masks = prediction_masks(batch, classes, spatial)
     exact = boundary_distance(masks)
     times: dict[str, list[float]] = {k: [] for k in VARIANTS}
@@ -133,17 +138,29 @@ def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], repe
     for k in VARIANTS:
         print(f"  {k:<22} {median[k]:9.1f} {median[k] / median['torch exact']:8.2f}  {errors[k][0]:9.3f} "
               f"{errors[k][1]:10.4f}")
-    return median
+    return {"batch": batch, "classes": classes, "spatial": list(spatial), "maps": batch * classes,
+            "foreground_fraction": masks.float().mean().item(),
+            "times_ms": {k: [round(t * 1000, 3) for t in v] for k, v in times.items()},
+            "max_error": {k: e[0] for k, e in errors.items()}, "mean_error": {k: e[1] for k, e in errors.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a small case: a check of the script")
+    parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
+    results_io.add_arguments(parser)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
+             if not args.cases or any(part in name for part in args.cases)}
+    recording = results_io.Recording("distance_fields", {"repeats": args.repeats, "quick": args.quick,
+                                                         "truncation": TRUNCATION, "cases": list(cases)},
+                                     args, quick=args.quick)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    for name, case in (QUICK_CASES if args.quick else CASES).items():
-        run_case(name, *case, args.repeats)
+    records = {name: run_case(name, *case, args.repeats) for name, case in cases.items()}
+    recording.save({"cases": records})
 
 
 if __name__ == "__main__":

@@ -9,14 +9,19 @@ spacing or the patch size) and weighs the term with λ. This script measures, on
 * mid: the truth shifted by 2 voxels (logits +-4) plus a spurious 6-voxel blob far from the vessels;
 * late: the truth (logits +-6) with the boundary voxels of the vessels uncertain.
 
-Run:  .venv/bin/python benchmarks/bench_hausdorff_weight.py   (about a minute)
+The figures go to benchmarks/results/hausdorff_weight.json (``--no-save``: not). They are deterministic (fixed
+seeds, no timing), so one run is all there is.
+
+Run:  .venv/bin/python benchmarks/bench_hausdorff_weight.py [--no-save] [--output FILE]   (about a minute)
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
+import results_io
 import torch
 import torch.nn.functional as F
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
@@ -60,7 +65,13 @@ def value_and_gradient_norm(loss: torch.nn.Module, logits: torch.Tensor, labels:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    results_io.add_arguments(parser)
+    args = parser.parse_args()
+    recording = results_io.Recording("hausdorff_weight", {"classes": CLASSES, "seed": 1,
+                                                          "patches": ["3D 128^3", "2D 512^2"]}, args)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
     patches = {"3D 128^3": vessel_tree((128,) * 3, seed=1, n_classes=2,
                                        params=TreeParams(root_radius=5, branch_probability=0.03)),
                "2D 512^2": vessel_tree((512, 512), seed=1, n_classes=2)}
@@ -76,9 +87,12 @@ def main() -> None:
             dice = value_and_gradient_norm(nnunet_term(batch_dice, ce=False), logits, labels)
             ce = value_and_gradient_norm(nnunet_term(batch_dice, ce=True), logits, labels)
             hd_value = value_and_gradient_norm(hd, logits, labels)
+            rows.append({"patch": name, "state": state, "dice_value": dice[0], "hd_value": hd_value[0],
+                         "dice_gradient_norm": dice[1], "ce_gradient_norm": ce[1], "hd_gradient_norm": hd_value[1]})
             print(f"{name:<10} {state:<6} {dice[0]:11.4g} {hd_value[0]:10.4g} {dice[1]:12.4g} {ce[1]:10.4g} "
                   f"{hd_value[1]:10.4g} {dice[1] / hd_value[1]:9.3g} {ce[1] / hd_value[1]:9.3g}")
     print("\nDice/HD: the λ at which the HD term's gradient equals the Dice term's in that state.")
+    recording.save({"rows": rows})
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ as the data pipeline delivers them. Every variant runs once to warm up, then ``-
 interleaved (each repeat runs every variant once), on the machine's default torch threads; the median
 is reported. Wall clock on the CPU: ratios are what carries over, not milliseconds.
 
+Every run's time goes to benchmarks/results/losses.json (``--no-save``: not; a ``--quick`` run is not saved).
+
 Run:  .venv/bin/python benchmarks/bench_losses.py [--repeats 5] [--quick] [--skip-cldice] [--cases 3D]
           [--only "CE+Dice+cbDice" "CE+Dice+clCE"]   (--only: these variants next to nnU-Net's CE+Dice)
+          [--no-save] [--output FILE]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import results_io
 import torch
 import torch.nn.functional as F
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
@@ -164,7 +168,8 @@ def forward_backward(loss: Callable, logits: torch.Tensor, labels: torch.Tensor,
 
 
 def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], batch_dice: bool, repeats: int,
-             skip_cldice: bool, only: list[str] | None = None) -> dict[str, float]:
+             skip_cldice: bool, only: list[str] | None = None) -> tuple[dict[str, float], dict]:
+    """(ratios of the medians, the record: every run's ms per variant, the values, the baselines)."""
     logits, labels, skeleton = make_inputs(batch, classes, spatial)
     losses = variants(batch_dice, skip_cldice)
     if len(spatial) == 3:
@@ -179,18 +184,27 @@ def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], batc
     median = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"\n{name} (batch_dice={batch_dice}, skeleton {skeleton.gt(0).float().mean().item():.1%} of voxels)")
     print(f"  {'loss':<20} {'ms':>9}  {'ratio':>20}  value")
+    record = {"batch": batch, "classes": classes, "spatial": list(spatial), "batch_dice": batch_dice,
+              "times_ms": {k: [round(t * 1000, 3) for t in v] for k, v in times.items()},
+              "baseline": {k: baseline_of(k) for k in losses}, "values": values}
     for k in losses:
-        base = "SR one-hot" if k.startswith("SR ") else "CE+Dice (nnU-Net)"
+        base = baseline_of(k)
         ratio = median[k] / median[base]
         print(f"  {k:<20} {median[k]:9.1f}  {ratio:6.2f}x {base:<13}  {values[k]:.8f}")
     if "SR ours" not in losses:
-        return {k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses if k not in NOT_TRAINER_LOSSES}
+        return {k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses if k not in NOT_TRAINER_LOSSES}, record
     diff = abs(values["SR ours"] - values["SR one-hot"])
+    record["sr_value_difference"] = diff
     print(f"  |SR ours - SR one-hot| = {diff:.2e}")
     if diff > 1e-6:
         raise SystemExit(f"{name}: Skeleton Recall differs from the one-hot formulation by {diff:.2e} > 1e-6")
     return {"sr": median["SR ours"] / median["SR one-hot"],
-            **{k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses if k not in NOT_TRAINER_LOSSES}}
+            **{k: median[k] / median["CE+Dice (nnU-Net)"] for k in losses if k not in NOT_TRAINER_LOSSES}}, record
+
+
+def baseline_of(variant: str) -> str:
+    """What a variant's ratio is taken against: the one-hot form for Skeleton Recall alone, else CE + Dice."""
+    return "SR one-hot" if variant.startswith("SR ") else "CE+Dice (nnU-Net)"
 
 
 def main() -> None:
@@ -200,16 +214,26 @@ def main() -> None:
     parser.add_argument("--skip-cldice", action="store_true", help="leave out CE+Dice+clDice (the slowest)")
     parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
     parser.add_argument("--only", nargs="+", help="run only these variants (and nnU-Net's CE+Dice)")
+    results_io.add_arguments(parser)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
              if not args.cases or any(part in name for part in args.cases)}
-    ratios = {name: run_case(name, *case, args.repeats, args.skip_cldice, args.only) for name, case in cases.items()}
+    recording = results_io.Recording("losses", {"repeats": args.repeats, "quick": args.quick,
+                                                "skip_cldice": args.skip_cldice, "cases": list(cases),
+                                                "only": args.only, "skeleton_fraction": SKELETON_FRACTION},
+                                     args, quick=args.quick)
+    ratios, records = {}, {}
+    for name, case in cases.items():
+        ratios[name], records[name] = run_case(name, *case, args.repeats, args.skip_cldice, args.only)
     print("\nsummary (goals: Skeleton Recall / one-hot <= 1.0x; CE+Dice+SR / CE+Dice <= 1.3x; the others: x CE+Dice)")
     for name, r in ratios.items():
         parts = [f"SR/one-hot {r['sr']:.2f}x"] if "sr" in r else []
         parts += [f"{k} {v:.2f}x" for k, v in r.items() if k != "sr"]
         print(f"  {name:<24} " + "   ".join(parts))
+    recording.save({"cases": records})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ supervision setting as the measured network. The script prints estimate and meas
 bytes measured per estimated unit, and that ratio relative to PlainConvUNet's in the same case: 1.00 means
 one unit of our estimate costs what one unit of PlainConvUNet's does, so nnU-Net's reference values apply.
 
-Run:  .venv/bin/python benchmarks/bench_network_memory.py [--quick]
+The measurements go to benchmarks/results/network_memory.json (``--no-save``: not; a ``--quick`` run is not saved).
+
+Run:  .venv/bin/python benchmarks/bench_network_memory.py [--quick] [--no-save] [--output FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import time
 
 import numpy as np
+import results_io
 import torch
 from fresh_process import current_rss_mib, load_average, max_rss_mib, run_worker
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -103,12 +106,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny plans, for a fast check of the script")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "INDEX"), help=argparse.SUPPRESS)
+    results_io.add_arguments(parser)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.quick)))
         return
 
     cases = QUICK_CASES if args.quick else CASES
+    recording = results_io.Recording("network_memory", {
+        "quick": args.quick,
+        "cases": {name: {"batch": batch, "patch": list(patch), "features": features, "strides": strides,
+                         "networks": [label(network, kwargs) for network, kwargs in variants]}
+                  for name, (batch, patch, features, strides, variants) in cases.items()}}, args, quick=args.quick)
+    measured = []
     print(f"torch {torch.__version__}, CPU float32, {os.cpu_count()} CPUs, deep supervision on, "
           f"load average {load_average()}")
     header = (f"{'case':15s} {'network':18s} | {'estimate Munits':>15s} {'(nnU-Net GB)':>12s} | "
@@ -120,6 +130,8 @@ def main() -> None:
         for index, (network, own_kwargs) in enumerate(variants):
             extra = ["--quick"] if args.quick else []
             res = run_worker(__file__, [case_name, str(index), *extra])
+            measured.append({"case": case_name, "network": label(network, own_kwargs), "class": network,
+                             "estimated_gb": estimated_gb(res["units"], 1, dim), **res})
             bytes_per_unit = res["peak_mib"] * MIB / res["units"]
             if network == PLAIN:
                 plain_bytes_per_unit = bytes_per_unit
@@ -140,6 +152,7 @@ def main() -> None:
     print("\n".join(rows))
     print(f"our networks' bytes per unit relative to PlainConvUNet's: {min(relative):.2f} - {max(relative):.2f}")
     print(f"load average at the end {load_average()}")
+    recording.save({"runs": measured})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ with deep supervision on (as in training), and measures
 
 and prints them with ratios to PlainConvUNet, side by side.
 
-Run:  .venv/bin/python benchmarks/bench_networks.py [--repeats 3] [--device cpu|cuda] [--quick]
+Every timed step goes to benchmarks/results/networks.json (``--no-save``: not; a ``--quick`` run is not saved).
+
+Run:  .venv/bin/python benchmarks/bench_networks.py [--repeats 3] [--device cpu|cuda] [--quick] [--cases 2D]
+          [--no-save] [--output FILE]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import statistics
 import time
 
 import numpy as np
+import results_io
 import torch
 from fresh_process import load_average, max_rss_mib, run_worker
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -107,8 +111,8 @@ def worker(case_name: str, network: str, repeats: int, quick: bool, device: str)
         step(net, x)
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
-    return {"params": params, "median_ms": statistics.median(times), "peak_mib": peak,
-            "threads": torch.get_num_threads()}
+    return {"params": params, "median_ms": statistics.median(times), "times_ms": [round(t, 3) for t in times],
+            "peak_mib": peak, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -116,7 +120,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per case and network (>= 1)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="small plans, for a fast check of the script")
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), help="run only these cases (default: all)")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "NETWORK"), help=argparse.SUPPRESS)
+    results_io.add_arguments(parser)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -128,12 +134,19 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.repeats, args.quick, args.device)))
         return
 
-    cases = QUICK_CASES if args.quick else CASES
+    cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
+             if not args.cases or name in args.cases}
+    recording = results_io.Recording("networks", {
+        "repeats": args.repeats, "device": args.device, "quick": args.quick,
+        "cases": {name: {"batch": batch, "patch": list(patch), "features": features, "strides": strides}
+                  for name, (batch, patch, features, strides) in cases.items()},
+        "networks": {name: {"class": class_name, **kwargs} for name, (class_name, kwargs) in NETWORKS.items()}},
+        args, quick=args.quick)
     print(f"torch {torch.__version__}, device {args.device}, {os.cpu_count()} CPUs, repeats={args.repeats}"
           f"{', quick plans' if args.quick else ''}, deep supervision on, load average {load_average()}")
     header = (f"{'case':4s} {'network':14s} | {'params':>11s} {'ratio':>6s} | {'fwd+bwd ms':>10s} {'ratio':>6s} | "
               f"{'peak MiB':>9s} {'ratio':>6s}")
-    rows = []
+    rows, measured = [], {}
     for case_name, (batch, patch, features, strides) in cases.items():
         print(f"{case_name}: batch {batch}, patch {'x'.join(map(str, patch))}, features {features}, "
               f"strides {strides}", flush=True)
@@ -142,6 +155,7 @@ def main() -> None:
             worker_args = [case_name, network, "--repeats", str(args.repeats), "--device", args.device]
             results[network] = run_worker(__file__, worker_args + (["--quick"] if args.quick else []))
             print(f"  {network}: {results[network]}", flush=True)
+        measured[case_name] = results
         base = results["PlainConvUNet"]
         for network, res in results.items():
             rows.append(f"{case_name:4s} {network:14s} | {res['params']:11,d} {res['params'] / base['params']:6.2f} | "
@@ -153,6 +167,7 @@ def main() -> None:
     print("-" * len(header))
     print("\n".join(rows))
     print(f"load average at the end {load_average()}")
+    recording.save({"cases": measured})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ side. Rounds alternate between the pipelines to cancel drift; the median counts.
 
     python benchmarks/bench_pipeline_throughput.py [--size 128] [--batches 30] [--rounds 3] [--workers 2]
         [--trainers nnUNetTrainerSkeletonRecall nnUNetTrainerHausdorffDT nnUNetTrainerUNetWeightedCE]
+        [--no-save] [--output FILE]
+
+Every round's rate goes to benchmarks/results/pipeline_throughput.json (``--no-save``: not).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import results_io
 
 DATASET_ID = 902
 # trainer -> the target it adds
@@ -83,8 +88,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="nnUNet_n_proc_DA (default 2; 0: in process)")
     parser.add_argument("--trainers", nargs="+", default=list(EXTRA_TARGET_TRAINERS),
                         help="trainers measured next to nnUNetTrainer (default: one per extra target)")
+    results_io.add_arguments(parser)
     args = parser.parse_args()
+    if args.rounds < 1 or args.batches < 1:
+        parser.error("--rounds and --batches must be >= 1")
     os.environ["nnUNet_n_proc_DA"] = str(args.workers)
+    recording = results_io.Recording("pipeline_throughput", {
+        "size": args.size, "cases": args.cases, "batches": args.batches, "warmup": args.warmup,
+        "rounds": args.rounds, "workers": args.workers, "trainers": args.trainers}, args)
 
     with tempfile.TemporaryDirectory(prefix="nnunet_ext_throughput_") as tmp:
         data = prepare(Path(tmp), args.size, args.cases)
@@ -95,6 +106,7 @@ def main() -> int:
 
         plans = json.loads((data["preprocessed"] / "nnUNetPlans.json").read_text())
         configuration = plans["configurations"]["3d_fullres"]
+        plan = {"patch_size": configuration["patch_size"], "batch_size": configuration["batch_size"]}
         print(f"3d_fullres: patch {configuration['patch_size']}, batch {configuration['batch_size']}, "
               f"images {args.size}^3, {args.workers} worker processes, {os.cpu_count()} CPUs")
         classes = [nnUNetTrainer, *(getattr(trainers, name) for name in args.trainers)]
@@ -111,6 +123,8 @@ def main() -> int:
         rate = statistics.median(rates[name])
         target = EXTRA_TARGET_TRAINERS.get(name, "?")
         print(f"  {name + ' (' + target + ')':<44} {rate:6.3f}   ratio {rate / plain:.3f}")
+    recording.save({"plan": plan, "targets": {name: EXTRA_TARGET_TRAINERS.get(name) for name in args.trainers},
+                    "batches_per_second": {name: [round(r, 4) for r in runs] for name, runs in rates.items()}})
     return 0
 
 

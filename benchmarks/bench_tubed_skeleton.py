@@ -19,9 +19,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import numba
 import numpy as np
+import results_io
 import scipy
 import skimage
 from references import reference_tubed_skeleton
@@ -45,13 +47,13 @@ def milliseconds(fn: Callable[[], object]) -> tuple[float, object]:
     return (time.perf_counter() - start) * 1e3, out
 
 
-def interleaved_medians(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time (ms) of each variant; variants alternate within every repeat."""
+def interleaved_times(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall time (ms) of every run of each variant; variants alternate within every repeat."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
             times[name].append(milliseconds(fn)[0])
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def warm_up() -> dict[str, float]:
@@ -71,7 +73,8 @@ def vanished_objects(seg: np.ndarray) -> int:
     return n - int(np.count_nonzero(np.unique(components[skeletonize(fg)])))
 
 
-def bench_case(name: str, seg: np.ndarray, repeats: int) -> dict[str, float]:
+def bench_case(name: str, seg: np.ndarray, repeats: int) -> tuple[dict[str, float], dict]:
+    """(median ms per variant, the record of the case: every run's ms and the output checks)."""
     binary = seg > 0
     skel = skeletonize(binary).astype(np.int16)
     tube = dilation(dilation(skel))
@@ -87,7 +90,8 @@ def bench_case(name: str, seg: np.ndarray, repeats: int) -> dict[str, float]:
     }
     for fn in variants.values():  # one untimed round: first-touch allocations, caches
         fn()
-    medians = interleaved_medians(variants, repeats)
+    times = interleaved_times(variants, repeats)
+    medians = {variant: statistics.median(t) for variant, t in times.items()}
 
     ref = reference_tubed_skeleton(seg)
     exact_ok = np.array_equal(tubed_skeleton(seg, fallback=False), ref)
@@ -99,13 +103,16 @@ def bench_case(name: str, seg: np.ndarray, repeats: int) -> dict[str, float]:
     if not exact_ok or (not default_ok and n_vanished == 0):
         print(f"[{name}] ERROR: fast output differs from the reference", file=sys.stderr)
         medians["mismatch"] = 1.0
-    return medians
+    record = {"times_ms": {variant: [round(t, 3) for t in runs] for variant, runs in times.items()},
+              "equal_fallback_false": bool(exact_ok), "equal_default": bool(default_ok), "vanished_objects": n_vanished}
+    return medians, record
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant (median reported)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic vessel trees")
+    results_io.add_arguments(parser)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -113,14 +120,20 @@ def main() -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"scikit-image {skimage.__version__}, numba {numba.__version__}; {os.cpu_count()} CPU(s); "
           f"repeats={args.repeats}, seed={args.seed}")
+    recording = results_io.Recording(
+        "tubed_skeleton", {"repeats": args.repeats, "seed": args.seed, "classes": N_CLASSES,
+                           "cases": {name: {"shape": list(shape), "tree": asdict(params)}
+                                     for name, (shape, params) in CASES.items()}}, args)
 
-    segs = {}
+    segs, cases = {}, {}
     for name, (shape, params) in CASES.items():
         build_ms, seg = milliseconds(lambda s=shape, p=params: vessel_tree(s, seed=args.seed,
                                                                            n_classes=N_CLASSES, params=p))
         segs[name] = seg
         classes = ", ".join(f"{c}: {np.count_nonzero(seg == c)}" for c in range(1, N_CLASSES + 1))
         n_objects = ndimage.label(seg > 0, structure=np.ones((3,) * seg.ndim, dtype=bool))[1]
+        cases[name] = {"shape": list(shape), "foreground_fraction": float(np.mean(seg > 0)),
+                       "connected_objects": int(n_objects), "build_ms": round(build_ms, 1)}
         print(f"[{name}] vessel tree {'x'.join(map(str, shape))}: foreground {100 * np.mean(seg > 0):.2f}% "
               f"(voxels per class {classes}; {n_objects} connected objects); built in {build_ms:.0f} ms")
 
@@ -129,7 +142,10 @@ def main() -> int:
           f"2D {warm['2D']:.0f} ms, 3D {warm['3D']:.0f} ms")
     print()
 
-    results = {name: bench_case(name, seg, args.repeats) for name, seg in segs.items()}
+    results = {}
+    for name, seg in segs.items():
+        results[name], record = bench_case(name, seg, args.repeats)
+        cases[name].update(record)
     print()
     header = (f"{'case':<12}{'reference ms':>14}{'fast ms':>10}{'speed-up':>10}"
               f"{'fast ms (fallback=False)':>26}{'speed-up':>10}")
@@ -150,6 +166,7 @@ def main() -> int:
         print(f"  {name}: " + ", ".join(parts))
     print()
     print("  ".join(f"speedup {name}: {r['reference'] / r['fast']:.1f}x" for name, r in results.items()))
+    recording.save({"warm_up_ms": {k: round(v, 1) for k, v in warm.items()}, "cases": cases})
     return 1 if any("mismatch" in r for r in results.values()) else 0
 
 
