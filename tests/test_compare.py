@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
+from nnunet_ext.commands.cli import main
 from nnunet_ext.evaluation.compare import compare_summaries, load_summary, paired_difference
 from nnunet_ext.evaluation.compare.statistics import bootstrap_ci95
 
@@ -182,3 +183,84 @@ def test_bad_input(tmp_path: Path) -> None:
     low = _cli(str(few_a), str(few_b), "--names", "x", "y", "-o", str(tmp_path / "low"))
     assert low.returncode == 0 and "no power" in low.stdout
     assert "no power" in json.loads((tmp_path / "low" / "comparison.json").read_text())["note"]
+
+
+# --- issue 22: edges a new user hit, in this process ------------------------------------------------------------
+
+def _refused(capsys: pytest.CaptureFixture, *args: str | Path) -> str:
+    """``nnunet-ext compare ARGS`` run by ``main``: exit code 1 and the one error line it printed."""
+    capsys.readouterr()
+    assert main(["compare", *map(str, args)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and not captured.out, captured
+    return lines[0]
+
+
+def test_an_existing_file_as_output_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, b = _two_methods(tmp_path)
+    mine = tmp_path / "FILE"
+    mine.write_text("the user's file")
+    for out in (mine, mine / "comparison"):
+        line = _refused(capsys, a, b, "--names", "x", "y", "-o", out)
+        assert f"{mine} is a file, not a folder" in line and "nothing was written" in line, line
+    assert mine.read_text() == "the user's file"
+
+
+def test_a_metric_value_that_is_no_number_is_refused_naming_file_case_and_metric(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, _ = _two_methods(tmp_path)
+    text = _write(tmp_path / "text.json", {f"case_{i:03d}": {"1": {"Dice": "abc" if i == 3 else 0.5}}
+                                           for i in range(10)})
+    out = tmp_path / "out"
+    line = _refused(capsys, a, text, "--names", "x", "y", "-o", out)
+    assert line == (f"error: {text}: case case_003.nii.gz, class 1, metric Dice is 'abc', not a number; fix the file "
+                    f"(re-run the evaluation that wrote it)")
+    assert not out.exists()
+
+
+def test_the_same_summary_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    a, _ = _two_methods(tmp_path)
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(a.read_bytes())
+    out = tmp_path / "out"
+    line = _refused(capsys, a, a, "--names", "a", "b", "-o", out)
+    assert f"a and b are given the same file {a}, so every difference would be 0" in line, line
+    line = _refused(capsys, a, copy, "--names", "a", "b", "-o", out)
+    assert f"a and b are given files with the same content ({a}, {copy})" in line, line
+    line = _refused(capsys, "-d", "321", "-c", "2d", "-tr", "nnUNetTrainer", "nnUNetTrainer", "--names", "a", "b",
+                    "-o", out)
+    assert "-tr must name distinct trainers" in line, line
+    assert not out.exists()
+
+
+def test_an_infinite_metric_value_is_refused_naming_the_cases(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Refused, not warned about: every metric compare reads (Dice, IoU, clDice, Betti, pixel, Rand and warping
+    errors, FP/FN counts) is finite by definition, so an infinite one means the evaluation that wrote the file is
+    broken. Comparing anyway gives an infinite mean and CI and p = 1 (the issue: "inf [0, n/a], p = 1"); leaving
+    those cases out, as NaN pairs are, would drop exactly the cases where that method failed and flatter it. An
+    experienced user wants the comparison to stop and name the cases to re-evaluate."""
+    a, _ = _two_methods(tmp_path)
+    infinite = _write(tmp_path / "inf.json", {f"case_{i:03d}": {"1": {"Dice": math.inf if i in (2, 7) else 0.5,
+                                                                      "Betti0_error": 1.0}} for i in range(10)})
+    assert "Infinity" in infinite.read_text()  # what json writes for inf (and reads back as inf)
+    out = tmp_path / "out"
+    line = _refused(capsys, a, infinite, "--names", "x", "y", "-o", out)
+    assert line.startswith(f"error: {infinite} has infinite values in case case_002.nii.gz (Dice), case "
+                           f"case_007.nii.gz (Dice); "), line
+    assert "re-evaluate these cases" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("chill", [False, True])
+def test_disjoint_case_sets_are_refused_as_sharing_no_case(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           chill: bool) -> None:
+    a, _ = _two_methods(tmp_path)
+    other = _write(tmp_path / "other.json", {f"other_{i}": {"1": {"Dice": 0.5}} for i in range(5)})
+    out = tmp_path / "out"
+    line = _refused(capsys, a, other, "--names", "x", "y", "-o", out, *(["--chill"] if chill else []))
+    assert line.startswith("error: the summaries share no case (x: case_000.nii.gz, case_001.nii.gz, "
+                           "case_002.nii.gz ... (10 in all); y: other_0.nii.gz, other_1.nii.gz, other_2.nii.gz ... "
+                           "(5 in all)); cases pair up by the reference file's name"), line
+    assert "--chill" not in line
+    assert not out.exists()

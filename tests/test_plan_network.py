@@ -18,6 +18,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunet_ext.commands.cli import main
 from nnunet_ext.networks import UNet3Plus
 from nnunet_ext.planning.command import plan_network
 from nnunet_ext.planning.memory import REFERENCE_BATCH, REFERENCE_GB, REFERENCE_UNITS, estimated_gb, feature_map_units
@@ -26,6 +27,7 @@ from tests.conftest import DATASET_2D, NnunetWorkspace
 
 CT = 960  # fingerprint and nnU-Net plans of a CT-sized dataset, no images
 NO_FINGERPRINT, NO_PLANS, NO_RAW, RESENC = 961, 962, 963, 964
+SMALL_3D = 965  # fingerprint and nnU-Net plans of 32^3 volumes, no images
 RESENC_CLASS = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
 NNUNET_EXT = str(Path(sys.executable).with_name("nnunet-ext"))
 PLAIN_KEYS = {"n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage",
@@ -49,13 +51,14 @@ def write_raw(ws: NnunetWorkspace, dataset_id: int, name: str, n_training: int =
     return folder_name
 
 
-def write_ct_fingerprint(folder: Path, n_training: int = 20) -> None:
-    """nnU-Net's fingerprint of n CT volumes of 300x512x512 voxels at 1 x 0.7 x 0.7 mm."""
+def write_ct_fingerprint(folder: Path, n_training: int = 20, shape: tuple[int, ...] = (300, 512, 512),
+                         spacing: tuple[float, ...] = (1.0, 0.7, 0.7)) -> None:
+    """nnU-Net's fingerprint of n CT volumes (default: 300x512x512 voxels at 1 x 0.7 x 0.7 mm)."""
     folder.mkdir(parents=True, exist_ok=True)
     intensities = {"mean": 100.0, "median": 90.0, "std": 200.0, "min": -1000.0, "max": 3000.0,
                    "percentile_99_5": 1500.0, "percentile_00_5": -900.0}
     (folder / "dataset_fingerprint.json").write_text(json.dumps({
-        "spacings": [[1.0, 0.7, 0.7]] * n_training, "shapes_after_crop": [[300, 512, 512]] * n_training,
+        "spacings": [list(spacing)] * n_training, "shapes_after_crop": [list(shape)] * n_training,
         "foreground_intensity_properties_per_channel": {"0": intensities}, "median_relative_size_after_cropping": 1.0}))
 
 
@@ -211,6 +214,45 @@ def test_bad_input_exits_with_one_line_and_writes_nothing(nnunet_workspace: Nnun
     assert sorted(p for p in nnunet_workspace.preprocessed.rglob("*")) == before
 
 
+@pytest.fixture(scope="module")
+def small_3d_dataset(nnunet_workspace: NnunetWorkspace) -> Path:
+    """nnUNet_preprocessed folder of a dataset of 32^3 volumes after nnUNetv2_plan_experiment (no images)."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
+
+    name = write_raw(nnunet_workspace, SMALL_3D, "Small3D", n_training=6)
+    write_ct_fingerprint(nnunet_workspace.preprocessed / name, 6, shape=(32, 32, 32), spacing=(1.0, 1.0, 1.0))
+    with pytest.MonkeyPatch.context() as env:
+        for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            env.setenv(key, nnunet_workspace.env[key])
+        with torch.device("meta"):
+            plan_experiment_dataset(SMALL_3D)
+    return nnunet_workspace.preprocessed / name
+
+
+@pytest.mark.parametrize("network", ["UNet3Plus", "UNetV2"])
+def test_a_target_no_patch_fits_is_refused_with_the_smallest_target_that_fits(
+        workspace_env: NnunetWorkspace, small_3d_dataset: Path, network: str, capsys: pytest.CaptureFixture) -> None:
+    """Issue 22: nnU-Net's patch search shrank the patch below two stages and the network's constructor raised."""
+    def plan(target: str) -> int:
+        capsys.readouterr()
+        return main(["plan-network", "-d", str(SMALL_3D), "-n", network, "--gpu-memory-target", target,
+                     "--overwrite", "-c", "3d_fullres"])
+
+    before = sorted(small_3d_dataset.iterdir())
+    assert plan("0.001") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"error: no {network} plan fits --gpu-memory-target 0.001 GB: even the smallest patch .* "
+                        r"needs [0-9.e-]+ GB for 3d_fullres; pass --gpu-memory-target [0-9.e-]+ or more "
+                        r"\(nothing was written\)", lines[0]), lines[0]
+    assert sorted(small_3d_dataset.iterdir()) == before
+    smallest = float(re.search(r"pass --gpu-memory-target ([0-9.e-]+) or more", lines[0]).group(1))
+    assert smallest > 0.001
+    assert plan(f"{smallest * 0.9:g}") == 2  # 2 significant digits, rounded up: 10% less does not fit
+    assert plan(f"{smallest:g}") == 0, capsys.readouterr().err
+    assert (small_3d_dataset / f"nnUNetPlans{network}.json").is_file()
+
+
 def test_existing_plans_file_is_refused_without_overwrite(nnunet_workspace: NnunetWorkspace, ct_dataset: Path) -> None:
     existing = ct_dataset / "nnUNetPlansUNetV2.json"
     existing.write_text("{}")
@@ -222,6 +264,7 @@ def test_existing_plans_file_is_refused_without_overwrite(nnunet_workspace: Nnun
 
 # --- end to end --------------------------------------------------------------------------------------------------
 
+@pytest.mark.full
 def test_planned_plans_train_with_nnunetv2_train(nnunet_workspace: NnunetWorkspace, dataset_2d: Path) -> None:
     result = plan_cli(nnunet_workspace, "-d", str(DATASET_2D), "-n", "UNet3Plus", "-c", "2d", "--overwrite")
     assert result.returncode == 0, result.stderr

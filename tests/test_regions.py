@@ -36,22 +36,17 @@ from nnunet_ext.losses import (
 )
 from nnunet_ext.skeleton import tubed_skeleton
 from nnunet_ext.trainers import (
-    nnUNetTrainerCbDice,
-    nnUNetTrainerClCE,
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerHausdorffDT,
     nnUNetTrainerSkeletonRecall,
-    nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
-    nnUNetTrainerUNet3PlusSkeletonRecall,
-    nnUNetTrainerUNetV2,
-    nnUNetTrainerUNetV2SkeletonRecall,
     nnUNetTrainerUNetWeightedCE,
 )
 from nnunet_ext.trainers.region_checks import RegionDefinitionError, check_regions_class_order
 from nnunet_ext.transforms import RegionSkeletonTransform
-from tests.conftest import NnunetWorkspace, make_trainer, plan_and_preprocess
+from tests.conftest import NnunetWorkspace, make_trainer, prepared_dataset
+from tests.trainer_matrix import cases
 
 # region loss -> (its softmax counterpart, keyword arguments for both)
 # (clDice computes in float32 like nnU-Net's other losses; the others keep float64 inputs.)
@@ -223,23 +218,15 @@ DATASET_REGIONS = 905
 
 
 @pytest.fixture(scope="module")
-def dataset_regions(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_regions(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """2D vessel trees with regions 'vessels' = (1, 2) and 'vessel2' = 2, planned and preprocessed."""
-    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_REGIONS, "Regions2D", dim=2, n_train=5, n_test=1,
-                               size=64, n_classes=2, regions=True, seed=40)
-    plan_and_preprocess(nnunet_workspace, DATASET_REGIONS, ("2d",), verify=True)
-    return folder
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_REGIONS, "Regions2D", ("2d",), verify=True,
+                            dim=2, n_train=5, n_test=1, size=64, n_classes=2, regions=True, seed=40)
 
 
-def _narrow(trainer_class: type) -> type:
-    """The network trainers with narrow full-scale / SDI channels: the same code, faster on the CPU."""
-    return type(trainer_class.__name__, (trainer_class,), {"unet3plus_cat_channels": 8, "unetv2_sdi_channels": 8})
-
-
-REGION_TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
-                   nnUNetTrainerClCE, nnUNetTrainerHausdorffDT,
-                   *map(_narrow, [nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusSkeletonRecall, nnUNetTrainerUNetV2,
-                                  nnUNetTrainerUNetV2SkeletonRecall])]
+# every trainer that trains on regions (the network trainers with narrow full-scale / SDI channels: the same code,
+# faster on the CPU)
+REGION_TRAINERS = [case.fast_class() for case in cases(regions=True)]
 
 
 @pytest.mark.parametrize("trainer_class", REGION_TRAINERS, ids=lambda c: c.__name__)
@@ -323,6 +310,22 @@ def test_bad_region_definitions_are_refused_at_initialize(trainer_env: NnunetWor
         trainer.initialize()
 
 
+def test_hausdorff_dt_on_regions_with_an_ignore_label_names_its_own_loss(trainer_env: NnunetWorkspace,
+                                                                        dataset_regions: Path) -> None:
+    """Issue 22: the refusal spoke of "the skeleton and topology losses" to a Hausdorff DT user."""
+    dataset_json = json.loads((dataset_regions / "dataset.json").read_text())
+    dataset_json["labels"] = {**dataset_json["labels"], "ignore": 3}
+    trainer = make_trainer(trainer_env, dataset_regions, nnUNetTrainerHausdorffDT, dataset_json=dataset_json)
+    with pytest.raises(RegionDefinitionError) as refused:
+        trainer.initialize()
+    message = str(refused.value)
+    assert message.startswith("nnUNetTrainerHausdorffDT does not support region-based training combined with an "
+                              "ignore label (dataset.json 'ignore': 3): its RegionHausdorffDTLoss reads the region "
+                              "channels only"), message
+    assert "skeleton" not in message and "\n" not in message
+
+
+@pytest.mark.full
 def test_skeleton_recall_trains_validates_and_predicts_regions_with_nnunet(nnunet_workspace: NnunetWorkspace,
                                                                           dataset_regions: Path) -> None:
     trainer = "nnUNetTrainerSkeletonRecallTiny"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnunet_ext.commands.cli import main
 from nnunet_ext.data.synthetic import write_raw_dataset
 from nnunet_ext.pictures.figures import CLASS_COLOURS, SKELETON_COLOUR, overlay, views
 
@@ -26,6 +28,7 @@ def raw(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("raw")
     write_raw_dataset(root, 11, "Show2D", dim=2, n_train=2, n_test=0, size=64, n_classes=2)
     write_raw_dataset(root, 12, "Show3D", dim=3, n_train=1, n_test=0, size=32)
+    write_raw_dataset(root, 14, "Ignore2D", dim=2, n_train=1, n_test=0, size=64, n_classes=2, ignore_label=True)
     return root
 
 
@@ -85,6 +88,28 @@ def test_existing_output_and_bad_inputs_are_refused(raw: Path, tmp_path: Path):
         assert done.returncode == 1 and message in done.stderr, (args, done.stderr)
     assert _show(str(image), str(label), "-o", str(tmp_path / "x.jpg")).returncode == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_dataset_case_takes_the_ignore_label_from_dataset_json(raw: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """Issue 22: `show-skeleton -d ID CASE` pictures what the trainers train on, without --ignore-label."""
+    folder = raw / "Dataset014_Ignore2D"
+    assert json.loads((folder / "dataset.json").read_text())["labels"]["ignore"] == 3
+    files = [str(folder / "imagesTr" / "Ignore2D_000_0000.nii.gz"), str(folder / "labelsTr" / "Ignore2D_000.nii.gz")]
+    pictures = {"dataset": tmp_path / "dataset.png", "given": tmp_path / "given.png", "none": tmp_path / "none.png"}
+    assert main(["show-skeleton", "-d", "14", "Ignore2D_000", "--raw", str(raw), "-o", str(pictures["dataset"])]) == 0
+    assert main(["show-skeleton", *files, "--ignore-label", "3", "-o", str(pictures["given"])]) == 0
+    assert main(["show-skeleton", *files, "-o", str(pictures["none"])]) == 0
+    np.testing.assert_array_equal(_png(pictures["dataset"]), _png(pictures["given"]))
+    assert not np.array_equal(_png(pictures["dataset"]), _png(pictures["none"]))
+
+    capsys.readouterr()
+    out = tmp_path / "contradiction.png"
+    assert main(["show-skeleton", "-d", "14", "Ignore2D_000", "--raw", str(raw), "--ignore-label", "2",
+                 "-o", str(out)]) == 1
+    assert capsys.readouterr().err == ("error: --ignore-label 2 contradicts Dataset014_Ignore2D's dataset.json "
+                                       "('ignore': 3), which the trainers use; leave out --ignore-label with -d\n")
+    assert not out.exists()
 
 
 def test_overlay_colours_known_pixels():

@@ -22,13 +22,17 @@ def _members(region: int | Sequence[int]) -> set[int]:
     return {int(region)} if isinstance(region, int) else {int(r) for r in region}
 
 
-def refuse_ignore_label_with_regions(ignore_label: int | None, trainer_name: str) -> None:
-    """Raise ``RegionDefinitionError`` if a region-based dataset also has an ignore label."""
+def refuse_ignore_label_with_regions(ignore_label: int | None, trainer_name: str, readers: Sequence[object]) -> None:
+    """Raise ``RegionDefinitionError`` if a region-based dataset also has an ignore label; the message names the
+    classes of ``readers``, what of the trainer reads the region channels (its losses, or its target transforms)."""
     if ignore_label is not None:
+        names = list(dict.fromkeys(type(reader).__name__ for reader in readers))
+        verb = "reads" if len(names) == 1 else "read"
         raise RegionDefinitionError(
             f"{trainer_name} does not support region-based training combined with an ignore label (dataset.json "
-            f"'ignore': {ignore_label}): the skeleton and topology losses read the region channels only. Remove "
-            f"the ignore label from dataset.json (and the data), or train this dataset with nnUNetTrainer")
+            f"'ignore': {ignore_label}): its {' and '.join(names)} {verb} the region channels only, not nnU-Net's "
+            f"extra ignore channel. Remove the ignore label from dataset.json (and the data), or train this dataset "
+            f"with nnUNetTrainer")
 
 
 def check_regions_class_order(regions: Sequence[int | Sequence[int]],
@@ -49,7 +53,7 @@ def check_regions_class_order(regions: Sequence[int | Sequence[int]],
 
 
 def check_region_definitions(regions: Sequence[int | Sequence[int]], regions_class_order: Sequence[int] | None,
-                             ignore_label: int | None, trainer_name: str) -> None:
+                             ignore_label: int | None, trainer_name: str, readers: Sequence[object]) -> None:
     """Raise ``RegionDefinitionError`` unless the foreground ``regions`` can be trained by ``trainer_name``.
 
     Args:
@@ -57,6 +61,7 @@ def check_region_definitions(regions: Sequence[int | Sequence[int]], regions_cla
         regions_class_order: dataset.json's ``regions_class_order``.
         ignore_label: dataset.json's ignore label, or None.
         trainer_name: named in the messages.
+        readers: what of the trainer reads the region channels (its losses), named by class.
     """
-    refuse_ignore_label_with_regions(ignore_label, trainer_name)
+    refuse_ignore_label_with_regions(ignore_label, trainer_name, readers)
     check_regions_class_order(regions, regions_class_order)

@@ -110,7 +110,7 @@ def _show_skeleton_command(args: argparse.Namespace) -> int:
         if args.d is not None:
             if len(args.inputs) != 1:
                 raise ShowSkeletonError("with -d DATASET give one case id, e.g. -d 42 case_007")
-            files = case_from_dataset(args.d, args.inputs[0], args.raw)
+            files = case_from_dataset(args.d, args.inputs[0], args.raw, args.ignore_label)
         elif len(args.inputs) == 2:
             files = CaseFiles(Path(args.inputs[0]), Path(args.inputs[1]), args.ignore_label)
         else:
@@ -148,7 +148,12 @@ def _plan_network_command(args: argparse.Namespace) -> int:
 
 def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
     """name -> per-case values, from SUMMARY files or from trainers' cross-validation in nnUNet_results."""
-    from nnunet_ext.evaluation.compare import ComparisonError, cross_validation_summary, load_summary  # noqa: PLC0415
+    from nnunet_ext.evaluation.compare import (  # noqa: PLC0415
+        ComparisonError,
+        cross_validation_summary,
+        load_summary,
+        refuse_repeated_files,
+    )
 
     if args.summaries and args.d is not None:
         raise ComparisonError("give SUMMARY files or -d DATASET -c CONFIGURATION -tr TRAINERS, not both")
@@ -161,10 +166,15 @@ def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
             raise ComparisonError(f"--names must give one name per SUMMARY ({len(args.summaries)}), got {given}")
         if len(set(args.names)) < len(args.names):
             raise ComparisonError(f"--names must be distinct, got {args.names}")
-        return {name: load_summary(path) for name, path in zip(args.names, args.summaries)}
+        summaries = {name: load_summary(path) for name, path in zip(args.names, args.summaries)}
+        refuse_repeated_files(dict(zip(args.names, args.summaries)))
+        return summaries
     if args.c is None or not args.tr or len(args.tr) < 2:
         raise ComparisonError("with -d give -c CONFIGURATION and at least two trainers with -tr (the first is the "
                               "baseline)")
+    if len(set(args.tr)) < len(args.tr):
+        raise ComparisonError(f"-tr must name distinct trainers (a trainer compared with itself shows no difference), "
+                              f"got {args.tr}")
     results = os.environ.get("nnUNet_results")
     if not results:
         raise ComparisonError("nnUNet_results is not set; export it as for nnUNetv2_train")
@@ -312,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--tube-radius", type=int, default=2, help="dilations of the skeleton (default 2, as trained)")
     show.add_argument("--per-class", action="store_true", help="skeletonize each class on its own")
     show.add_argument("--ignore-label", type=int, default=None,
-                      help="label value to treat as background (read from dataset.json with -d)")
+                      help="label value to treat as background, as nnU-Net's ignore label (with -d: read from "
+                           "dataset.json)")
     show.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     show.set_defaults(func=_show_skeleton_command)
 

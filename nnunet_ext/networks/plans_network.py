@@ -23,6 +23,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 CONV_DIMS = {nn.Conv2d: 2, nn.Conv3d: 3}
+MIN_STAGES = 2  # the full resolution and at least one downsampled stage
 
 
 def check_positive_int(name: str, value: object, meaning: str) -> int:
@@ -85,8 +86,9 @@ def stage_layout(n_stages: object, features_per_stage: object, conv_op: object, 
                  strides: object) -> StageLayout:
     """Check PlainConvUNet-style stage arguments; return them expanded per stage and per axis."""
     n = check_positive_int("n_stages", n_stages, "the number of resolution stages")
-    if n < 2:
-        raise ValueError(f"n_stages must be >= 2 (an encoder stage and at least one downsampled stage), got {n}")
+    if n < MIN_STAGES:
+        raise ValueError(f"n_stages must be >= {MIN_STAGES} (an encoder stage and at least one downsampled stage), "
+                         f"got {n}")
     if conv_op not in CONV_DIMS:
         raise ValueError(f"conv_op must be torch.nn.Conv2d or torch.nn.Conv3d, got {conv_op!r}")
     dim = CONV_DIMS[conv_op]

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nnunet_ext.data.image_io import read_image, read_labels
 from nnunet_ext.pictures.figures import save_panels, skeleton_rows
 from nnunet_ext.skeleton import tubed_skeleton
@@ -25,8 +27,11 @@ class CaseFiles:
     ignore_label: int | None = None
 
 
-def case_from_dataset(dataset: str, case: str, raw_root: str | None = None) -> CaseFiles:
-    """Files of training case ``case`` of nnU-Net raw dataset ``dataset`` (id or DatasetXXX_Name)."""
+def case_from_dataset(dataset: str, case: str, raw_root: str | None = None,
+                      ignore_label: int | None = None) -> CaseFiles:
+    """Files of training case ``case`` of nnU-Net raw dataset ``dataset`` (id or DatasetXXX_Name), with the ignore
+    label of its dataset.json (``labels['ignore']``, as nnU-Net's trainers read it); an ``ignore_label`` given as
+    well must be the same."""
     raw_root = raw_root or os.environ.get("nnUNet_raw")
     if not raw_root:
         raise ShowSkeletonError("nnUNet_raw is not set: export nnUNet_raw=... or pass --raw FOLDER")
@@ -37,10 +42,14 @@ def case_from_dataset(dataset: str, case: str, raw_root: str | None = None) -> C
     folder = folders[0]
     dataset_json = json.loads((folder / "dataset.json").read_text())
     ending = dataset_json["file_ending"]
+    dataset_ignore = dataset_json["labels"].get("ignore")
+    if ignore_label is not None and ignore_label != dataset_ignore:
+        raise ShowSkeletonError(f"--ignore-label {ignore_label} contradicts {folder.name}'s dataset.json ('ignore': "
+                                f"{dataset_ignore}), which the trainers use; leave out --ignore-label with -d")
     for images, labels in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
         image, label = folder / images / f"{case}_0000{ending}", folder / labels / f"{case}{ending}"
         if image.is_file() and label.is_file():
-            return CaseFiles(image, label, dataset_json["labels"].get("ignore"))
+            return CaseFiles(image, label, dataset_ignore)
     known = sorted(p.name[: -len(ending)] for p in (folder / "labelsTr").glob(f"*{ending}"))
     raise ShowSkeletonError(f"case {case!r} has no image and label in {folder}; training cases are e.g. {known[:5]}")
 
@@ -64,8 +73,11 @@ def render_skeleton(files: CaseFiles, output: str | Path, tube_radius: int = 2, 
         raise ShowSkeletonError(f"image {files.image.name} has shape {image.shape} but label {files.label.name} has "
                                 f"{labels.shape}; pass the label of this image")
     skeleton = tubed_skeleton(labels, tube_radius=tube_radius, per_class=per_class, ignore_label=files.ignore_label)
+    ignored = "" if files.ignore_label is None else f", ignore label {files.ignore_label} shown as background"
+    if files.ignore_label is not None:
+        labels = np.where(labels == files.ignore_label, 0, labels)  # no class, as in training
     title = (f"{files.label.name}: tubed skeleton (tube radius {tube_radius}"
-             f"{', per class' if per_class else ''}), {int((skeleton > 0).sum())} of "
+             f"{', per class' if per_class else ''}{ignored}), {int((skeleton > 0).sum())} of "
              f"{int((labels > 0).sum())} foreground voxels")
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_panels(skeleton_rows(image, labels, skeleton), output, title=title)

@@ -101,11 +101,32 @@ def plan_network(dataset: str, network_name: str, target_gb: float = 8.0, config
     output = folder / f"{network.plans_identifier}.json"
     if output.exists() and not overwrite:
         raise PlanNetworkError(f"{output} exists; pass --overwrite to replace it (nothing was written)", 1)
-    from nnunet_ext.planning.planner import NetworkPlanner  # noqa: PLC0415 - torch and nnU-Net's planner
+    from nnunet_ext.planning.planner import NetworkPlanner, TargetTooSmall  # noqa: PLC0415 - torch, nnU-Net
 
     planner = NetworkPlanner(dataset_name, network, target_gb, configurations)
-    planner.save_plans(planner.plan_experiment())
+    try:
+        plans = planner.plan_experiment()
+    except TargetTooSmall as error:
+        raise _target_too_small(network, target_gb, error.minimum_gb) from None
+    planner.save_plans(plans)
     return output, planner.decisions
+
+
+def _round_up(value: float, digits: int = 2) -> float:
+    """``value`` > 0 rounded up to ``digits`` significant digits (a target that surely fits)."""
+    scale = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return math.ceil(value / scale) * scale
+
+
+def _target_too_small(network: PlannableNetwork, target_gb: float, minimum_gb: dict[str, float]) -> PlanNetworkError:
+    """The refusal of a target no patch fits, naming the smallest target that fits every configuration."""
+    from nnunet_ext.networks.plans_network import MIN_STAGES  # noqa: PLC0415 - torch
+
+    needed = ", ".join(f"{_round_up(gb):g} GB for {name}" for name, gb in minimum_gb.items())
+    return PlanNetworkError(f"no {network.name} plan fits --gpu-memory-target {target_gb:g} GB: even the smallest "
+                            f"patch nnU-Net's search allows ({MIN_STAGES} resolution stages, batch size 2) needs "
+                            f"{needed}; pass --gpu-memory-target {_round_up(max(minimum_gb.values())):g} or more "
+                            f"(nothing was written)", 2)
 
 
 def describe(decision: ConfigurationPlan, network: PlannableNetwork, target_gb: float) -> str:

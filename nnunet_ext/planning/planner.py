@@ -15,8 +15,9 @@ configuration it changes only ``patch_size``, ``batch_size`` and ``architecture`
 The batch size is then the largest that fits the target, at least 2 and at most the batch size nnU-Net
 chose for that patch (nnU-Net's plan in case 1, its search in case 2: both carry nnU-Net's cap of 5% of the
 dataset per step). nnU-Net rounds ``budget / estimate`` to the nearest integer, which can exceed the target
-by half a sample; we round down, so a plan's estimate never exceeds the target unless batch 2 at the
-smallest patch does.
+by half a sample; we round down, so a plan's estimate never exceeds the target. When even the smallest patch
+nnU-Net's search may try (one with ``MIN_STAGES`` resolution stages) does not fit at batch 2, ``plan_experiment``
+raises ``TargetTooSmall`` with the smallest target that fits each such configuration.
 
 Patch size (the context a thin structure needs) comes first, then width, then batch size, which is the
 order nnU-Net itself uses: its planners shrink the patch only until the minimum batch size fits and
@@ -37,10 +38,26 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunet_ext.networks.plans_network import MIN_STAGES
 from nnunet_ext.planning.memory import MIN_BATCH_SIZE, PLANS_KEY, budget_units, estimated_gb
 from nnunet_ext.planning.networks import NNUNET_PLANS, PLAIN_CONV_UNET, PlannableNetwork
 
 PLANNED_KEYS = ("patch_size", "batch_size", "architecture")
+
+
+class TargetTooSmall(Exception):
+    """No plan fits the memory target: ``minimum_gb`` maps each configuration that does not fit to the smallest
+    target (GB) at which nnU-Net's patch search finds a patch for it."""
+
+    def __init__(self, minimum_gb: dict[str, float]) -> None:
+        super().__init__(f"no plan fits the memory target; smallest targets: {minimum_gb}")
+        self.minimum_gb = minimum_gb
+
+
+class _PatchSearchExhausted(Exception):
+    """nnU-Net's patch search shrank the patch below ``MIN_STAGES`` resolution stages without fitting; the
+    argument is the smallest estimate (units per sample) the search saw. (Its first patch has at least as many
+    stages as nnU-Net's own plan, which ``plan_configuration`` has estimated before.)"""
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,7 @@ class NetworkPlanner(ExperimentPlanner):
         self.configuration_names = configurations_with_dependencies(self.nnunet_plans["configurations"],
                                                                     configurations or names)
         self.decisions: list[ConfigurationPlan] = []
+        self._search_estimates: list[float] | None = None  # estimates of nnU-Net's patch search, while it runs
 
     @property
     def preprocessed_folder(self) -> Path:
@@ -112,10 +130,15 @@ class NetworkPlanner(ExperimentPlanner):
                                    arch_kwargs_req_import: tuple[str, ...]) -> float:
         """nnU-Net's estimate (``compute_conv_feature_map_size`` of the built network) for our network at the
         current width, built on the meta device. nnU-Net's patch-size search calls it through ``self``."""
+        if self._search_estimates is not None and arch_kwargs["n_stages"] < MIN_STAGES:
+            raise _PatchSearchExhausted(min(self._search_estimates))
         with torch.device("meta"):
-            return float(super().static_estimate_VRAM_usage(
+            units = float(super().static_estimate_VRAM_usage(
                 patch_size, input_channels, output_channels, arch_class_name,
                 {**arch_kwargs, self.network.width_key: self.width}, arch_kwargs_req_import))
+        if self._search_estimates is not None:
+            self._search_estimates.append(units)
+        return units
 
     def _estimate(self, patch_size: list[int], arch_kwargs: dict, requires_import: tuple[str, ...]) -> float:
         return self.static_estimate_VRAM_usage(patch_size, len(self.dataset_json["channel_names"]),
@@ -146,14 +169,22 @@ class NetworkPlanner(ExperimentPlanner):
             if units * MIN_BATCH_SIZE <= budget:
                 return self._planned(name, configuration, patch, fitting_batch(budget, units, nnunet_batch),
                                      architecture, units)
-        searched = super().get_plans_for_configuration(
-            np.array(configuration["spacing"]), np.array(configuration["median_image_size_in_voxels"]),
-            configuration["data_identifier"], self._dataset_voxels(configuration), {})
+        searched = self._search_patch(configuration)
         patch = [int(v) for v in searched["patch_size"]]
         searched_architecture = {**searched["architecture"], "network_class_name": self.network.class_path}
         units = self._estimate(patch, searched_architecture["arch_kwargs"], requires_import)
         return self._planned(name, configuration, patch, fitting_batch(budget, units, int(searched["batch_size"])),
                              searched_architecture, units)
+
+    def _search_patch(self, configuration: dict) -> dict:
+        """nnU-Net's patch-size search with our estimate (``_PatchSearchExhausted`` when no patch fits)."""
+        self._search_estimates = []
+        try:
+            return super().get_plans_for_configuration(
+                np.array(configuration["spacing"]), np.array(configuration["median_image_size_in_voxels"]),
+                configuration["data_identifier"], self._dataset_voxels(configuration), {})
+        finally:
+            self._search_estimates = None
 
     def _planned(self, name: str, configuration: dict, patch: list[int], batch: int, architecture: dict,
                  units: float) -> dict:
@@ -166,16 +197,25 @@ class NetworkPlanner(ExperimentPlanner):
         return {"patch_size": [int(v) for v in patch], "batch_size": int(batch), "architecture": architecture}
 
     def plan_experiment(self) -> dict:
-        """nnU-Net's plans with every selected configuration re-planned for the network; not written."""
+        """nnU-Net's plans with every selected configuration re-planned for the network; not written.
+
+        Raises ``TargetTooSmall`` (after trying every configuration) if some configuration fits no patch."""
         plans = deepcopy(self.nnunet_plans)
         manager = PlansManager(self.nnunet_plans)
-        kept = {}
+        kept, too_small = {}, {}
         for name in self.configuration_names:
             configuration = plans["configurations"][name]
             overrides_planned_keys = any(key in configuration for key in PLANNED_KEYS)
             if "inherits_from" not in configuration or overrides_planned_keys:
-                configuration.update(self.plan_configuration(name, manager.get_configuration(name).configuration))
+                resolved = manager.get_configuration(name).configuration
+                try:
+                    configuration.update(self.plan_configuration(name, resolved))
+                except _PatchSearchExhausted as exhausted:
+                    (smallest_units,) = exhausted.args
+                    too_small[name] = estimated_gb(smallest_units, MIN_BATCH_SIZE, len(resolved["patch_size"]))
             kept[name] = configuration
+        if too_small:
+            raise TargetTooSmall(too_small)
         for configuration in kept.values():  # drop links to cascade stages that were not selected
             if "next_stage" in configuration:
                 stages = configuration["next_stage"]

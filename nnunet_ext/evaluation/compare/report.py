@@ -15,7 +15,7 @@ from nnunet_ext.evaluation.compare.statistics import (
     SIGNIFICANCE,
     paired_difference,
 )
-from nnunet_ext.evaluation.compare.summaries import METRIC_DIRECTIONS, PerCase, SummaryError
+from nnunet_ext.evaluation.compare.summaries import METRIC_DIRECTIONS, PerCase, SummaryError, abbreviated
 
 OUTPUT_FILES = ("comparison.json", "comparison.md", "comparison.png")
 
@@ -27,15 +27,16 @@ class ComparisonError(SummaryError):
 def paired_cases(summaries: dict[str, PerCase], chill: bool) -> list[str]:
     """The cases every summary has, sorted; ``ComparisonError`` naming the unpaired ones unless ``chill``."""
     common = set.intersection(*(set(s) for s in summaries.values()))
+    if not common:
+        examples = "; ".join(f"{name}: {abbreviated(sorted(cases), 3)}" for name, cases in summaries.items())
+        raise ComparisonError(f"the summaries share no case ({examples}); cases pair up by the reference file's "
+                              f"name: evaluate every method on the same cases")
     every = set().union(*(set(s) for s in summaries.values()))
     missing = {name: sorted(every - set(cases)) for name, cases in summaries.items() if every - set(cases)}
     if missing and not chill:
-        listed = "; ".join(f"from {name}'s summary: {', '.join(cases[:10])}{' ...' if len(cases) > 10 else ''}"
-                           for name, cases in missing.items())
+        listed = "; ".join(f"from {name}'s summary: {abbreviated(cases)}" for name, cases in missing.items())
         raise ComparisonError(f"cases do not pair up, missing {listed}; evaluate every method on the same cases, or "
                               f"pass --chill to compare only the {len(common)} common ones")
-    if not common:
-        raise ComparisonError("the summaries have no case in common (cases pair up by the reference file's name)")
     return sorted(common)
 
 
@@ -114,9 +115,14 @@ def write_comparison(comparison: dict, summaries: dict[str, PerCase], out_dir: s
                      overwrite: bool = False) -> list[Path]:
     """Write ``comparison.json``, ``comparison.md`` and ``comparison.png`` into ``out_dir``.
 
-    An ``out_dir`` that already holds any of them is refused unless ``overwrite``; nothing else there is touched.
+    An ``out_dir`` that is (or lies under) a file is refused, and one that already holds any of them unless
+    ``overwrite``; nothing else there is touched.
     """
     out_dir = Path(out_dir)
+    not_a_folder = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if not_a_folder is not None:
+        raise ComparisonError(f"{not_a_folder} is a file, not a folder; -o names the folder for "
+                              f"{', '.join(OUTPUT_FILES)}: choose another (nothing was written)")
     existing = [out_dir / n for n in OUTPUT_FILES if (out_dir / n).exists()]
     if existing and not overwrite:
         raise ComparisonError(f"{out_dir} already holds {', '.join(p.name for p in existing)}; choose another "

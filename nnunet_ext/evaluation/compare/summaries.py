@@ -2,11 +2,14 @@
 
 Reads our ``summary_topology.json`` and nnU-Net's own ``summary.json`` (same shape: ``metric_per_case``
 with ``reference_file`` and ``metrics`` per class key). Cases are named by the reference file's name, so
-predictions of different methods pair up whatever folder they were written to.
+predictions of different methods pair up whatever folder they were written to. A compared metric's value must be
+a number or null (NaN): text is refused, and so is an infinite value, since every compared metric is finite by
+definition (a broken evaluation; leaving such cases out as NaN would drop exactly a method's failures).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -28,8 +31,23 @@ class SummaryError(ValueError):
 
 
 def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and not math.isnan(v)]
+    finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _metric_value(value: object, where: str) -> float:
+    """A metric value as float (null: NaN); ``SummaryError`` naming ``where`` (file, case, class, metric) if it is
+    no number."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SummaryError(f"{where} is {value!r}, not a number; fix the file (re-run the evaluation that wrote it)")
+    return float(value)
+
+
+def abbreviated(items: list[str], limit: int = 10) -> str:
+    """The first ``limit`` of ``items``, comma-separated, with how many there are when some are left out."""
+    return ", ".join(items[:limit]) + (f" ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 def per_case_values(summary: dict, source: str) -> PerCase:
@@ -39,6 +57,7 @@ def per_case_values(summary: dict, source: str) -> PerCase:
         raise SummaryError(f"{source} has no 'metric_per_case' list: give a summary_topology.json written by "
                            f"`nnunet-ext evaluate` (or a trainer's final validation) or nnU-Net's summary.json")
     out: PerCase = {}
+    infinite: list[str] = []
     for entry in cases:
         try:
             name = Path(entry["reference_file"]).name
@@ -48,8 +67,30 @@ def per_case_values(summary: dict, source: str) -> PerCase:
         if name in out:
             raise SummaryError(f"{source} lists case {name} twice")
         metrics = sorted({m for values in per_class.values() for m in values if m in METRIC_DIRECTIONS})
-        out[name] = {m: _nanmean([values.get(m, float("nan")) for values in per_class.values()]) for m in metrics}
+        per_metric = {m: [_metric_value(values.get(m), f"{source}: case {name}, class {key}, metric {m}")
+                          for key, values in per_class.items()] for m in metrics}
+        infinite += [f"case {name} ({m})" for m, values in per_metric.items() if any(map(math.isinf, values))]
+        out[name] = {m: _nanmean(values) for m, values in per_metric.items()}
+    if infinite:
+        raise SummaryError(f"{source} has infinite values in {abbreviated(infinite)}; these metrics are finite by "
+                           f"definition, so the evaluation that wrote the file is broken: re-evaluate these cases "
+                           f"(nothing was compared)")
     return out
+
+
+def refuse_repeated_files(files: dict[str, str | Path]) -> None:
+    """``SummaryError`` if two methods (name -> summary file) are given the same file or files of the same bytes:
+    a method compared with itself shows no difference at all."""
+    first_with: dict[str, str] = {}
+    for name, path in files.items():
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if digest in first_with:
+            first = first_with[digest]
+            same = Path(files[first]).resolve() == Path(path).resolve()
+            what = f"the same file {path}" if same else f"files with the same content ({files[first]}, {path})"
+            raise SummaryError(f"{first} and {name} are given {what}, so every difference would be 0 (p = 1); give "
+                               f"each method the summary of its own predictions")
+        first_with[digest] = name
 
 
 def load_summary(path: str | Path) -> PerCase:
