@@ -159,6 +159,27 @@ def test_a_missed_thin_vessel_counts_as_much_as_the_thick_one_it_runs_beside(dim
     torch.testing.assert_close(loss, torch.tensor(-expected))
 
 
+def test_the_loss_is_not_bounded_below_by_minus_one() -> None:
+    # a target filling the patch has no skeleton: Tsens = 1, Tprec >= 1, the loss in (-2, -1], -1 only when perfect
+    full = torch.ones(1, 1, 16, 16, dtype=torch.long)
+    logits = torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    value = CbDiceLoss()(logits, full)
+    assert value.item() == pytest.approx(-1.4727, abs=1e-4)
+    torch.testing.assert_close(value.double(), paper_cbdice_loss(logits.double(), full, 10, 1e-3, False),
+                               rtol=1e-6, atol=1e-6)
+    assert CbDiceLoss()(_logits_of(full.bool()), full).item() == -1.0
+    # both ratios above 1: a thin prediction off the centre of a thick target vessel, and a thick prediction around
+    # a thin target vessel, off its centre
+    target, predicted = torch.zeros(2, 1, 48, 48, dtype=torch.bool)
+    target[0, 4:17, 2:46] = target[0, 30, 2:46] = True
+    predicted[0, 8, 2:46] = predicted[0, 25:38, 2:46] = True
+    value = CbDiceLoss()(_logits_of(predicted[None]), target[None].long())
+    assert value.item() == pytest.approx(-2.8376, abs=1e-4)
+    torch.testing.assert_close(value.double(), paper_cbdice_loss(_logits_of(predicted[None]).double(),
+                                                                 target[None].long(), 10, 1e-3, False),
+                               rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(36, 30), (16, 14, 18)])
 def test_a_perfect_prediction_and_an_absent_class_score_minus_one(shape: tuple[int, ...]) -> None:
     labels = torch.from_numpy(np.stack([vessel_tree(shape, seed=s, n_classes=2) for s in (3, 4)]).astype(np.int64))

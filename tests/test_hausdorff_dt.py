@@ -14,6 +14,7 @@ from scipy.ndimage import distance_transform_edt
 from nnunet_ext.distance import boundary_distance, boundary_distance_field, class_boundary_distances
 from nnunet_ext.losses import HausdorffDTLoss, RegionHausdorffDTLoss
 from nnunet_ext.losses.hausdorff_dt import patch_diagonal, scale_spacing
+from tests.test_distance_transform import CountMinima
 
 BIG = 60.0  # softmax of +-BIG logits is 0/1 far below float64 resolution
 
@@ -209,6 +210,19 @@ def test_coarser_deep_supervision_outputs_use_their_own_voxel_size() -> None:
     truth, predicted = two_squares()
     coarse = HausdorffDTLoss(spacing=(0.5, 0.5), patch_size=(16, 32))  # this 8 x 16 output: voxels of 1 x 1
     assert coarse(hard_logits(predicted, 2), as_labels(truth)).item() == pytest.approx((447 + 12) / 128, abs=1e-12)
+
+
+def test_a_3d_step_runs_few_edt_chunks() -> None:
+    loss = HausdorffDTLoss()
+    loss(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4, dtype=torch.long))  # the label check, on the host
+    logits = torch.zeros(2, 3, 128, 128, 128, device="meta")  # shapes only
+    labels = torch.zeros(2, 1, 128, 128, 128, dtype=torch.long, device="meta")
+    with CountMinima() as with_fields:
+        loss(logits, labels, torch.zeros(2, 2, 128, 128, 128, device="meta"))
+    with CountMinima() as without:
+        loss(logits, labels)
+    # the prediction's fields (and the truth's when not given): 16 chunks per class and axis (before: 256 and 512)
+    assert (with_fields.count, without.count) == (64, 128)
 
 
 def test_region_form_equals_the_softmax_form_on_each_region() -> None:

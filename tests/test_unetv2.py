@@ -209,6 +209,20 @@ def test_sdi_product_is_float32_and_rejects_wrong_count() -> None:
         sdi([torch.randn(1, 2, 4, 4)])
 
 
+def test_a_float64_network_runs_in_float64() -> None:
+    dim, features, strides, spatial = SHAPE_CASES["3d-anisotropic"]
+    net = build(dim, features, strides)
+    x = torch.randn(1, 1, *spatial)
+    reference = net(x)
+    outputs = net.double()(x.double())  # SDI promotes its factors to at least float32: float64 stays
+    assert [o.dtype for o in outputs] == [torch.float64] * len(reference)
+    for out, ref in zip(outputs, reference):
+        torch.testing.assert_close(out.float(), ref, rtol=1e-4, atol=1e-5)
+    sdi = SDI(2, 2, 0, nn.Conv2d).double()
+    assert sdi([torch.randn(1, 2, 4, 4, dtype=torch.float64), torch.randn(1, 2, 2, 2, dtype=torch.float64)]
+               ).dtype == torch.float64
+
+
 def test_sdi_products_beyond_fp16_range_do_not_overflow_under_autocast() -> None:
     """Large activations: each smoothed factor ~ +-40, their product over 4 stages ~ 1e6 > fp16's 65504."""
     torch.manual_seed(0)

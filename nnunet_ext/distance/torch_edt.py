@@ -4,10 +4,11 @@ Separable squared-distance transform (as in Felzenszwalb & Huttenlocher 2012): a
 turn, ``D(x) = min_i D_prev(i) + (s * (x - i))^2`` over the positions i of the same line, with ``D = 0`` on
 background voxels and ``inf`` on foreground voxels before the first axis. The first axis is a plain 1-D
 distance to the nearest background voxel of the line (running maxima/minima of background positions, O(N));
-the later axes take the lower envelope by brute force, a (lines, n, n) minimum evaluated in chunks of bounded
-size: O(N * n) work per axis (n the axis length), exact, and made of plain tensor ops, so it runs on a GPU
-inside the loss (no transfer to the CPU, no ``.item()``). Used for the prediction's distance fields, which
-change every step; the ground truth's come from the data pipeline (scipy, in the workers).
+the later axes take the lower envelope by brute force, a (lines, n, n) minimum over all lines at once, or in as
+few equal chunks as keep that block within ``chunk_elements``: O(N * n) work per axis (n the axis length), exact,
+and made of plain tensor ops, so it runs on a GPU inside the loss (no transfer to the CPU, no ``.item()``). Used
+for the prediction's distance fields, which change every step; the ground truth's come from the data pipeline
+(scipy, in the workers).
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from collections.abc import Sequence
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 24  # elements of one (lines, n, n) block: 64 MiB in float32
+# elements of the largest (lines, n, n) block of a pass: 256 MiB in float32, ~3% of the 8 GB nnU-Net plans for
+# (a 1 GiB block would halve the launches again but risks running a planned patch out of memory).
+# boundary_distance of (2, C, 128^3) masks (two EDTs in one call) takes 16 C chunks per axis, of (2, C, 64^3)
+# masks one pass per axis up to C = 4.
+CHUNK_ELEMENTS = 1 << 26
+
+
+def chunk_count(lines: int, n: int, chunk_elements: int) -> int:
+    """Fewest chunks of ``lines`` for which one (lines / chunks, n, n) block holds at most ``chunk_elements``
+    elements (one line per chunk at least)."""
+    per_chunk = max(1, chunk_elements // max(1, n * n))
+    return max(1, -(-lines // per_chunk))
 
 
 def _squared_distance_along(d2: torch.Tensor, dim: int, step: float, chunk_elements: int) -> torch.Tensor:
@@ -25,8 +37,10 @@ def _squared_distance_along(d2: torch.Tensor, dim: int, step: float, chunk_eleme
     lines = d2.movedim(dim, -1).reshape(-1, n)
     position = torch.arange(n, device=d2.device, dtype=d2.dtype)
     offsets = (step * (position[:, None] - position[None, :])) ** 2  # (x, i)
-    per_chunk = max(1, chunk_elements // (n * n))
-    out = torch.cat([(chunk[:, None, :] + offsets).amin(-1) for chunk in lines.split(per_chunk)])
+    chunks = chunk_count(lines.shape[0], n, chunk_elements)
+    out = torch.empty_like(lines)
+    for rows, result in zip(lines.tensor_split(chunks), out.tensor_split(chunks)):  # equal chunks
+        torch.amin(rows[:, None, :] + offsets, -1, out=result)
     return out.reshape(d2.movedim(dim, -1).shape).movedim(-1, dim)
 
 
@@ -50,7 +64,9 @@ def euclidean_distance_transform(mask: torch.Tensor, spacing: Sequence[float] | 
     Args:
         mask: (B, C, *spatial) bool (or 0/1), 2 or 3 spatial axes.
         spacing: voxel size per spatial axis (distances in those units); default 1.
-        chunk_elements: bound on the temporary block of each pass (memory vs. number of kernels).
+        chunk_elements: bound on the temporary (lines, n, n) block of each pass (memory vs. number of kernels);
+            every axis after the first takes ``chunk_count(B * C * N / n, n, chunk_elements)`` chunks, N the
+            spatial size, n the axis length.
 
     Returns:
         float32 tensor of ``mask``'s shape; ``inf`` where a (B, C) map has no False voxel at all.

@@ -32,6 +32,7 @@ the clamped factor).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +118,15 @@ def gaussian_window(size: int, sigma: float = 1.5, dtype: torch.dtype = torch.fl
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=64)
+def _device_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``gaussian_window`` (size,), built on the host and copied to ``device`` once per (size, sigma, dtype,
+    device): the training step makes no host-to-device copy. Read-only; a normal tensor even when first made
+    under inference mode."""
+    with torch.inference_mode(False):
+        return gaussian_window(size, sigma, dtype, device)
+
+
 def _filter(x: torch.Tensor, windows: Sequence[int], sigma: float) -> torch.Tensor:
     """Separable 'valid' Gaussian filtering of x (N, 1, *spatial) along every axis with window > 1."""
     nd = x.ndim - 2
@@ -126,7 +136,7 @@ def _filter(x: torch.Tensor, windows: Sequence[int], sigma: float) -> torch.Tens
             continue
         kernel_shape = [1, 1] + [1] * nd
         kernel_shape[2 + axis] = size
-        x = conv(x, gaussian_window(size, sigma, x.dtype, x.device).view(kernel_shape))
+        x = conv(x, _device_window(size, sigma, x.dtype, x.device).view(kernel_shape))
     return x
 
 
@@ -168,7 +178,8 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_si
     batch, channels = x.shape[:2]
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    # autocast has no meta device type (shape-only runs): the CPU's, switched off, changes nothing there
+    with torch.autocast(device_type="cpu" if x.is_meta else x.device.type, enabled=False):
         x = x.to(dtype).reshape(batch * channels, 1, *x.shape[2:])
         y = y.to(dtype).reshape(batch * channels, 1, *y.shape[2:])
         result = None

@@ -141,8 +141,9 @@ class SDI(nn.Module):
 
     The smoothing convs are plain 3x3 convs with bias (as in the paper), not conv -> norm -> nonlin
     blocks: a norm would re-centre each factor around zero before the product. The product is
-    accumulated and returned in float32: under fp16 autocast the smoothed factors are fp16, and a
-    product of up to n_stages of them leaves fp16's range (max 65504) far sooner than any single factor.
+    accumulated and returned in at least float32 (a float64 network stays float64): under fp16 autocast the
+    smoothed factors are fp16, and a product of up to n_stages of them leaves fp16's range (max 65504) far
+    sooner than any single factor.
     """
 
     def __init__(self, n_levels: int, channels: int, target_level: int, conv_op: type[nn.Module]) -> None:
@@ -158,7 +159,8 @@ class SDI(nn.Module):
         size = features[self.target_level].shape[2:]
         product = None
         for smooth, feature in zip(self.smooth, features):
-            factor = smooth(resize_feature_map(feature, size)).float()
+            factor = smooth(resize_feature_map(feature, size))
+            factor = factor.to(torch.promote_types(factor.dtype, torch.float32))  # float64 stays float64
             product = factor if product is None else product * factor
         return product
 
