@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from nnunet_ext.losses.input_checks import check_iterations, check_spatial_2d_3d
+
 
 def _combine_neighbours_into(out: torch.Tensor, source: torch.Tensor, dim: int, combine) -> None:
     """``out = combine(out, source's two neighbours along dim)`` in place; neighbours outside the array skipped."""
@@ -49,10 +51,8 @@ def binary_skeletonize(mask: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     Returns:
         bool tensor of ``mask``'s shape. No autograd (masks are constants), no host sync.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    if mask.ndim not in (4, 5):
-        raise ValueError(f"binary_skeletonize expects (B, C, X, Y) or (B, C, X, Y, Z), got shape {tuple(mask.shape)}")
+    check_iterations(iterations)
+    check_spatial_2d_3d(mask, "binary_skeletonize expects (B, C, X, Y) or (B, C, X, Y, Z)")
     x = mask.bool()
     skeleton = torch.zeros_like(x)
     for _ in range(iterations + 1):  # step 0 is the ridge of the mask itself, as in soft_skeletonize

@@ -16,11 +16,22 @@ the network labels c), their skeletons S_L, S_P and the prediction's probability
   ``Tsens = (sum Q_sl Q_vp + s) / (sum Q_sl (Q_spvp on S_P, else Q_slvl) + s)``,
   ``cbDice = 2 Tprec Tsens / (Tprec + Tsens)``;
 
-and the loss is ``-mean(cbDice)`` over classes (and samples unless batch_dice), in [-1, 0] like nnU-Net's
-Dice term (which returns -Dice). Masks, skeletons (our clDice soft skeleton of the binary masks) and distances
-are constants; only p carries the gradient. Everything is tensor reductions: no device-to-host sync. The soft
-skeleton of a 0/1 mask is 0/1 and is computed in bool (``binary_skeletonize``); the distances only up to the
-largest radius the skeleton can have (``capped_distance_transform``).
+and the loss is ``-mean(cbDice)`` over classes (and samples unless batch_dice), with the sign of nnU-Net's
+Dice term (which returns -Dice).
+
+Range: ``(-2 (k + 1), 0]`` for k skeleton iterations, not [-1, 0]. Numerator and denominator of Tprec and Tsens
+weight the voxels differently, so either can exceed 1: voxel by voxel the ratio of Tsens's terms is 1 on both
+skeletons and at most ``R_max(L) / R(L) <= k + 1`` on S_L only (skeleton radii lie in [1, k + 1]), so
+Tsens <= k + 1, and cbDice, the harmonic mean of Tprec and Tsens, is below twice the smaller. A perfect
+prediction gives -1, which is therefore not always the minimum: a target that fills the patch has an empty
+skeleton, so Tsens = 1, Tprec >= 1 and the loss lies in (-2, -1] (about -1.47 for random logits); a thin
+prediction off the centre of a thick target vessel beside a thick one around a thin target vessel puts both
+above 1 (-2.8 in the tests). The paper's formulas, written out in the tests, give the same values.
+
+Masks, skeletons (our clDice soft skeleton of the binary masks) and distances are constants; only p carries the
+gradient. Everything is tensor reductions: no device-to-host sync. The soft skeleton of a 0/1 mask is 0/1 and is
+computed in bool (``binary_skeletonize``); the distances only up to the largest radius the skeleton can have
+(``capped_distance_transform``).
 """
 
 from __future__ import annotations
@@ -33,10 +44,12 @@ from nnunet_ext.losses.binary_skeleton import binary_skeletonize
 from nnunet_ext.losses.distributed import all_gather_sums
 from nnunet_ext.losses.input_checks import (
     ValueCheckOnce,
+    check_iterations,
     check_label_values,
     check_logits_and_labels,
     check_logits_and_regions,
     check_region_values,
+    check_spatial_2d_3d,
 )
 from nnunet_ext.losses.prepare import as_float_logits
 
@@ -79,7 +92,7 @@ def cbdice_of_scored_channels(probs: torch.Tensor, hard: torch.Tensor, true: tor
         ddp: with batch_dice, add the sums of all ranks (one collective).
 
     Returns:
-        Scalar in [-1, 0].
+        Scalar in (-2 (iterations + 1), 0] (see the module docstring: not bounded below by -1).
     """
     with torch.no_grad():
         masks = torch.cat([true, hard], 1)
@@ -105,14 +118,8 @@ def cbdice_of_scored_channels(probs: torch.Tensor, hard: torch.Tensor, true: tor
     return -(2 * tprec * tsens / (tprec + tsens)).mean()
 
 
-def _check_iterations(iterations: int) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-
-
 def _check_spatial(net_output: torch.Tensor) -> None:
-    if net_output.ndim not in (4, 5):
-        raise ValueError(f"cbDice needs 2D or 3D outputs (B, C, X, Y[, Z]), got shape {tuple(net_output.shape)}")
+    check_spatial_2d_3d(net_output, "cbDice needs 2D or 3D outputs (B, C, X, Y[, Z])")
 
 
 class CbDiceLoss(ValueCheckOnce, nn.Module):
@@ -136,7 +143,7 @@ class CbDiceLoss(ValueCheckOnce, nn.Module):
     def __init__(self, iterations: int = 10, smooth: float = 1e-3, batch_dice: bool = False, ddp: bool = False,
                  ignore_label: int | None = None) -> None:
         super().__init__()
-        _check_iterations(iterations)
+        check_iterations(iterations)
         self.iterations, self.smooth, self.batch_dice = iterations, smooth, batch_dice
         self.ddp, self.ignore_label = ddp, ignore_label
 
@@ -144,7 +151,8 @@ class CbDiceLoss(ValueCheckOnce, nn.Module):
         return f"iterations={self.iterations}, smooth={self.smooth}, batch_dice={self.batch_dice}"
 
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss for logits (B, C, X, Y[, Z]) and integer labels (B, 1, X, Y[, Z]); a scalar in [-1, 0]."""
+        """Loss for logits (B, C, X, Y[, Z]) and integer labels (B, 1, X, Y[, Z]); a scalar <= 0, -1 for a perfect
+        prediction (the range: module docstring)."""
         check_logits_and_labels(net_output, target)
         _check_spatial(net_output)
         num_classes = net_output.shape[1]
@@ -173,7 +181,7 @@ class RegionCbDiceLoss(CbDiceLoss):
         super().__init__(iterations=iterations, smooth=smooth, batch_dice=batch_dice, ddp=ddp)
 
     def forward(self, net_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss for region logits (B, R, X, Y[, Z]) and binary region masks of the same shape; in [-1, 0]."""
+        """Loss for region logits (B, R, X, Y[, Z]) and binary region masks of the same shape; a scalar <= 0."""
         check_logits_and_regions(net_output, target)
         _check_spatial(net_output)
         self.check_values_once(check_region_values, target)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunet_ext.losses.input_checks import check_non_negative
+
 
 def patch_contains_foreground(labels: torch.Tensor, ignore_label: int | None = None) -> torch.Tensor:
     """(B,) bool: whether each sample of labels (B, 1, *spatial) has a voxel of a foreground class.
@@ -43,11 +45,9 @@ class ClassificationGuidedLoss(nn.Module):
     def __init__(self, segmentation_loss: nn.Module, classification_logits: Callable[[], torch.Tensor | None],
                  weight: float = 1.0, ignore_label: int | None = None) -> None:
         super().__init__()
-        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")):
-            raise ValueError(f"weight must be a finite number >= 0 (the weight of the CGM's BCE), got {weight!r}")
         self.segmentation_loss = segmentation_loss
         self.classification_logits = classification_logits
-        self.weight = float(weight)
+        self.weight = check_non_negative("weight", weight, "the weight of the CGM's BCE")
         self.ignore_label = ignore_label
 
     def extra_repr(self) -> str:

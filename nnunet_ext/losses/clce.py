@@ -29,10 +29,12 @@ from nnunet_ext.losses.binary_skeleton import binary_skeletonize
 from nnunet_ext.losses.distributed import all_gather_sums
 from nnunet_ext.losses.input_checks import (
     ValueCheckOnce,
+    check_iterations,
     check_label_values,
     check_logits_and_labels,
     check_logits_and_regions,
     check_region_values,
+    check_spatial_2d_3d,
 )
 from nnunet_ext.losses.prepare import as_float_logits, class_index
 from nnunet_ext.losses.soft_skeleton import soft_skeletonize
@@ -64,14 +66,8 @@ def clce_from_weights(ce: torch.Tensor, true_weight: torch.Tensor, pred_weight: 
     return ((prec + sens) / count.clamp_min(1.0)).mean()
 
 
-def _check_iterations(iterations: int) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-
-
 def _check_spatial(net_output: torch.Tensor) -> None:
-    if net_output.ndim not in (4, 5):
-        raise ValueError(f"clCE needs 2D or 3D outputs (B, C, X, Y[, Z]), got shape {tuple(net_output.shape)}")
+    check_spatial_2d_3d(net_output, "clCE needs 2D or 3D outputs (B, C, X, Y[, Z])")
 
 
 class ClCELoss(ValueCheckOnce, nn.Module):
@@ -91,7 +87,7 @@ class ClCELoss(ValueCheckOnce, nn.Module):
     def __init__(self, iterations: int = 3, batch_dice: bool = False, ddp: bool = False,
                  ignore_label: int | None = None) -> None:
         super().__init__()
-        _check_iterations(iterations)
+        check_iterations(iterations)
         self.iterations, self.batch_dice, self.ddp, self.ignore_label = iterations, batch_dice, ddp, ignore_label
 
     def extra_repr(self) -> str:

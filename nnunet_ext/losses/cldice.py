@@ -18,6 +18,7 @@ from torch import nn
 from nnunet_ext.losses.distributed import all_gather_sums
 from nnunet_ext.losses.input_checks import (
     ValueCheckOnce,
+    check_iterations,
     check_label_values,
     check_logits_and_labels,
     check_logits_and_regions,
@@ -107,9 +108,7 @@ class SoftClDiceLoss(ValueCheckOnce, nn.Module):
     def __init__(self, iterations: int = 3, smooth: float = 1.0, batch_dice: bool = False, ddp: bool = False,
                  ignore_label: int | None = None) -> None:
         super().__init__()
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-        self.iterations, self.smooth, self.batch_dice = iterations, smooth, batch_dice
+        self.iterations, self.smooth, self.batch_dice = check_iterations(iterations), smooth, batch_dice
         self.ddp, self.ignore_label = ddp, ignore_label
 
     def extra_repr(self) -> str:

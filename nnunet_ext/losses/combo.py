@@ -28,6 +28,7 @@ from nnunet_ext.losses.input_checks import (
     check_logits_and_labels,
     check_logits_and_regions,
     check_region_values,
+    check_unit_interval,
 )
 from nnunet_ext.losses.prepare import as_float_logits
 
@@ -60,12 +61,6 @@ def _log_p_and_log_not_p(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return log_p, log_all_but_c - lse
 
 
-def _check_unit_interval(name: str, value: float, meaning: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a finite number in [0, 1] ({meaning}), got {value!r}")
-    return float(value)
-
-
 class ComboLoss(ValueCheckOnce, nn.Module):
     """Combo loss ``alpha * wCE + (1 - alpha) * (1 - Dice)`` on nnU-Net's (logits, integer labels) pair.
 
@@ -87,9 +82,9 @@ class ComboLoss(ValueCheckOnce, nn.Module):
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, batch_dice: bool = False, smooth: float = 1e-5,
                  ignore_label: int | None = None, eps: float = 1e-7, ddp: bool = False) -> None:
         super().__init__()
-        self.alpha = _check_unit_interval(
+        self.alpha = check_unit_interval(
             "alpha", alpha, "the weight of the cross-entropy term; 1 - alpha weights the Dice term")
-        self.beta = _check_unit_interval(
+        self.beta = check_unit_interval(
             "beta", beta, "beta > 0.5 penalises false negatives more, beta < 0.5 false positives")
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 <= eps < 0.5:
             raise ValueError(f"eps must be a finite number in [0, 0.5) (p is clipped to [eps, 1 - eps] inside "

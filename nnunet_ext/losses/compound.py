@@ -21,13 +21,13 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from nnunet_ext.losses.input_checks import check_non_negative
 from nnunet_ext.losses.target_layout import TARGET_BLOCKS, TargetLayout, check_block_name
 
 
@@ -55,12 +55,7 @@ class LossTerm:
                 check_block_name(name)
             except ValueError as error:
                 raise ValueError(f"LossTerm.{error}") from None
-        try:
-            weight = float(self.weight)
-        except (TypeError, ValueError):
-            raise ValueError(f"LossTerm.weight must be a finite number >= 0, got {self.weight!r}") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"LossTerm.weight must be a finite number >= 0, got {self.weight!r}")
+        check_non_negative("LossTerm.weight", self.weight)
 
     @property
     def blocks(self) -> tuple[str, ...]:

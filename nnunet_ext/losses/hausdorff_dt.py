@@ -35,25 +35,15 @@ from nnunet_ext.losses.input_checks import (
     check_label_values,
     check_logits_and_labels,
     check_logits_and_regions,
+    check_positive,
     check_region_values,
 )
 from nnunet_ext.losses.prepare import as_float_logits
 
 
-def check_positive(value: object, name: str, hint: str = "") -> float:
-    """``value`` as float; ValueError unless it is a finite number > 0."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a finite number > 0{hint}, got {value!r}")
-    return number
-
-
 def _check_geometry(spacing: Sequence[float] | None, patch_size: Sequence[int] | None
                     ) -> tuple[tuple[float, ...] | None, tuple[int, ...] | None]:
-    spacing = None if spacing is None else tuple(check_positive(s, "every spacing value") for s in spacing)
+    spacing = None if spacing is None else tuple(check_positive("every spacing value", s) for s in spacing)
     if patch_size is not None:
         if any(isinstance(p, bool) or int(p) != p or p < 1 for p in patch_size):
             raise ValueError(f"patch_size must hold positive integers, got {patch_size!r}")
@@ -96,9 +86,9 @@ class _HausdorffDT(ValueCheckOnce, nn.Module):
                  patch_size: Sequence[int] | None = None, distance_scale: float = 1.0, batch_dice: bool = False,
                  ddp: bool = False) -> None:
         super().__init__()
-        self.alpha = check_positive(alpha, "alpha", " (the paper uses 2)")
+        self.alpha = check_positive("alpha", alpha, "the paper uses 2")
         self.spacing, self.patch_size = _check_geometry(spacing, patch_size)
-        self.distance_scale = check_positive(distance_scale, "distance_scale")
+        self.distance_scale = check_positive("distance_scale", distance_scale)
         self.batch_dice = batch_dice
         self.ddp = ddp
 

@@ -20,22 +20,18 @@ compare the prediction next to them with an "edge" to 0 in both maps.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import nn
 
 from nnunet_ext.losses.distributed import all_gather_sums
-from nnunet_ext.losses.input_checks import ValueCheckOnce, check_label_values, check_logits_and_labels
+from nnunet_ext.losses.input_checks import (
+    ValueCheckOnce,
+    check_label_values,
+    check_logits_and_labels,
+    check_non_negative,
+)
 from nnunet_ext.losses.ms_ssim import ms_ssim
 from nnunet_ext.losses.prepare import as_float_logits, class_index
-
-
-def _check_non_negative(name: str, value: float, meaning: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 ({meaning}), got {value!r}")
-    return float(value)
 
 
 def _prepare(net_output: torch.Tensor, target: torch.Tensor, ignore_label: int | None, check_values: bool = True
@@ -96,7 +92,7 @@ def focal_loss(net_output: torch.Tensor, target: torch.Tensor, gamma: float = 2.
     Mean over the valid voxels of ``-(1 - p_t)^gamma * ln p_t``; gamma = 0 gives
     ``F.cross_entropy(net_output, target[:, 0], ignore_index=ignore_label)``. 0 if all voxels are ignored.
     """
-    gamma = _check_non_negative("gamma", gamma, "the focusing exponent; 0 gives the cross entropy")
+    gamma = check_non_negative("gamma", gamma, "the focusing exponent; 0 gives the cross entropy")
     log_probs, labels, valid = _prepare(net_output, target, ignore_label)
     return _focal(log_probs, labels, valid, gamma)
 
@@ -146,14 +142,14 @@ class HybridLoss(ValueCheckOnce, nn.Module):
                  gamma: float = 2.0, batch_dice: bool = False, smooth: float = 1e-5,
                  ignore_label: int | None = None, ddp: bool = False) -> None:
         super().__init__()
-        self.focal_weight = _check_non_negative("focal_weight", focal_weight, "the weight of the focal term")
-        self.ms_ssim_weight = _check_non_negative("ms_ssim_weight", ms_ssim_weight,
+        self.focal_weight = check_non_negative("focal_weight", focal_weight, "the weight of the focal term")
+        self.ms_ssim_weight = check_non_negative("ms_ssim_weight", ms_ssim_weight,
                                                   "the weight of the 1 - MS-SSIM term")
-        self.iou_weight = _check_non_negative("iou_weight", iou_weight, "the weight of the 1 - IoU term")
+        self.iou_weight = check_non_negative("iou_weight", iou_weight, "the weight of the 1 - IoU term")
         if self.focal_weight == self.ms_ssim_weight == self.iou_weight == 0:
             raise ValueError("focal_weight, ms_ssim_weight and iou_weight are all 0: the loss would be constant; "
                              "give at least one term a positive weight")
-        self.gamma = _check_non_negative("gamma", gamma, "the focusing exponent; 0 gives the cross entropy")
+        self.gamma = check_non_negative("gamma", gamma, "the focusing exponent; 0 gives the cross entropy")
         self.batch_dice = batch_dice
         self.smooth = smooth
         self.ignore_label = ignore_label

@@ -1,6 +1,11 @@
-"""Input checks shared by the losses that take nnU-Net's (logits, labels) pair.
+"""Input and argument checks shared by the losses, one place for each (the same message wherever it is raised).
 
-Two kinds, split by what they cost on an accelerator:
+Arguments (a loss's settings, checked once when it is built): ``check_iterations`` (the soft and binary skeletons'
+erosion steps), ``check_non_negative``, ``check_positive`` and ``check_unit_interval`` (weights, exponents, scales,
+spacings), each returning the checked value. Shapes of spatial maps: ``check_spatial_2d_3d``.
+
+Inputs of the losses that take nnU-Net's (logits, labels) pair, two kinds, split by what they cost on an
+accelerator:
 
 * shape checks read tensor metadata only: free, run on every call;
 * value checks (integer labels in range, binary region masks) must read the data, which is one
@@ -21,6 +26,63 @@ import torch
 
 def _fmt(value: float) -> str:
     return str(int(value)) if math.isfinite(value) and value == int(value) else repr(value)
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+
+
+def check_iterations(iterations: int) -> int:
+    """The number of erosion steps of a soft or binary skeleton: an integer >= 1 (not a bool)."""
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    return iterations
+
+
+def _as_number(value: object) -> float:
+    """``value`` as a float; NaN for what is not a number (a bool, a string, None)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__float__"):
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _number_error(name: str, requirement: str, meaning: str, value: object) -> ValueError:
+    return ValueError(f"{name} must be {requirement}{f' ({meaning})' if meaning else ''}, got {value!r}")
+
+
+def check_non_negative(name: str, value: object, meaning: str = "") -> float:
+    """``value`` as a float; ValueError ("<name> must be a finite number >= 0 (<meaning>), got ...") otherwise."""
+    number = _as_number(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise _number_error(name, "a finite number >= 0", meaning, value)
+    return number
+
+
+def check_positive(name: str, value: object, meaning: str = "") -> float:
+    """``value`` as a float; ValueError ("<name> must be a finite number > 0 (<meaning>), got ...") otherwise."""
+    number = _as_number(value)
+    if not (math.isfinite(number) and number > 0):
+        raise _number_error(name, "a finite number > 0", meaning, value)
+    return number
+
+
+def check_unit_interval(name: str, value: object, meaning: str = "") -> float:
+    """``value`` as a float; ValueError ("<name> must be a finite number in [0, 1] (<meaning>), got ...") otherwise."""
+    number = _as_number(value)
+    if not 0.0 <= number <= 1.0:  # False for NaN
+        raise _number_error(name, "a finite number in [0, 1]", meaning, value)
+    return number
+
+
+def check_spatial_2d_3d(x: torch.Tensor, expected: str) -> None:
+    """``x`` is (B, C, X, Y) or (B, C, X, Y, Z); ValueError "<expected>, got shape ..." otherwise."""
+    if x.ndim not in (4, 5):
+        raise ValueError(f"{expected}, got shape {tuple(x.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
 
 
 def check_logits_and_labels(net_output: torch.Tensor, labels: torch.Tensor, name: str = "target") -> None:

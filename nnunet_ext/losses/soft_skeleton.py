@@ -1,7 +1,7 @@
 """Soft skeleton by iterated soft morphology (Shit et al., clDice, CVPR 2021), fast and lean.
 
-Same values as the definition (``cldice_reference.reference_soft_skeleton``), computed
-differently:
+Same values as the definition (pooling layers, one erosion and one opening per iteration: the straightforward
+version the tests compare with, ``tests/reference_cldice.py``), computed differently:
 
 - windows are taken with shifted slices instead of pooling layers, and a small autograd
   function remembers which neighbour won as int8 (pooling keeps int64 indices);
@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from nnunet_ext.losses.input_checks import check_iterations, check_spatial_2d_3d
 
 
 class _StencilExtreme(torch.autograd.Function):
@@ -90,13 +92,6 @@ def _step(x: torch.Tensor, skel: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return x_next, skel + F.relu(delta - skel * delta)
 
 
-def _validate(x: torch.Tensor, iterations: int) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    if x.ndim not in (4, 5):
-        raise ValueError(f"soft_skeletonize expects (B, C, X, Y) or (B, C, X, Y, Z), got shape {tuple(x.shape)}")
-
-
 def soft_skeletonize(x: torch.Tensor, iterations: int = 3, recompute: bool | None = None) -> torch.Tensor:
     """Soft skeleton of values in [0, 1] (probabilities or a one-hot map).
 
@@ -109,7 +104,8 @@ def soft_skeletonize(x: torch.Tensor, iterations: int = 3, recompute: bool | Non
     Returns:
         Tensor of ``x.shape``.
     """
-    _validate(x, iterations)
+    check_iterations(iterations)
+    check_spatial_2d_3d(x, "soft_skeletonize expects (B, C, X, Y) or (B, C, X, Y, Z)")
     if recompute is None:
         recompute = x.requires_grad and torch.is_grad_enabled()
     # iteration 0 is the step with an empty skeleton: skel_0 = relu(x - open(x))

@@ -27,7 +27,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from nnunet_ext.losses.hausdorff_dt import check_positive
+from nnunet_ext.losses.input_checks import check_non_negative, check_positive
 
 
 def border_radius(sigma: float, truncation: float) -> float:
@@ -42,9 +42,8 @@ def _check_arguments(labels: np.ndarray, w0: float, sigma: float, truncation: fl
         if not np.issubdtype(labels.dtype, np.floating) or not np.array_equal(labels, np.round(labels)):
             raise ValueError("labels must hold integer class labels (0 = background); found non-integer values. "
                              "Make sure the label map is not interpolated (nearest-neighbour resampling)")
-    if isinstance(w0, bool) or not math.isfinite(float(w0)) or w0 < 0:
-        raise ValueError(f"w0 must be a finite number >= 0 (the paper: 10), got {w0!r}")
-    check_positive(sigma, "sigma", " (in voxels; the paper: about 5)")
+    check_non_negative("w0", w0, "the paper: 10")
+    check_positive("sigma", sigma, "in voxels; the paper: about 5")
     if not 0 < truncation < 1:
         raise ValueError(f"truncation must lie in (0, 1), got {truncation!r}")
 
