@@ -1,8 +1,9 @@
-"""benchmarks/gpu_check.py: the message without a GPU, the CPU smoke mode end to end (as subprocesses), and the
-report of failed and unfinished runs."""
+"""benchmarks/gpu_check.py (the package benchmarks/gpu_check/): the message without a GPU, the CPU smoke mode end
+to end (as subprocesses), and the report of failed and unfinished runs."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+from tests.trainer_matrix import TRAINERS
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "gpu_check.py"  # runs the package benchmarks/gpu_check/
 SMOKE_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSkeletonRecall")
 
 
@@ -25,13 +29,12 @@ def run_script(*args: str, env: dict | None = None, timeout: int = 600) -> subpr
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    """The script as a module (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    """The check's package benchmarks/gpu_check/ (not part of the installed package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("gpu_check")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def table_row(output: str, trainer: str) -> list[str]:
@@ -52,6 +55,7 @@ def test_without_cuda_it_says_so_and_runs_nothing(tmp_path: Path):
     assert not workdir.exists()
 
 
+@pytest.mark.full
 def test_cpu_tiny_smoke_run_prints_table_writes_json_and_resumes(tmp_path: Path):
     workdir = tmp_path / "check"
     args = ("--workdir", str(workdir), "--device", "cpu", "--tiny")
@@ -90,15 +94,26 @@ def test_cpu_tiny_smoke_run_prints_table_writes_json_and_resumes(tmp_path: Path)
 
 
 def test_default_trainers_are_ours_without_variants(gpu_check):
-    assert gpu_check.default_trainers() == [
-        "nnUNetTrainer", "nnUNetTrainerCbDice", "nnUNetTrainerClCE", "nnUNetTrainerClDice", "nnUNetTrainerCombo",
-        "nnUNetTrainerHausdorffDT",
-        "nnUNetTrainerSkeletonRecall", "nnUNetTrainerUNet3Plus", "nnUNetTrainerUNet3PlusCGM",
-        "nnUNetTrainerUNet3PlusSkeletonRecall", "nnUNetTrainerUNetV2", "nnUNetTrainerUNetV2SkeletonRecall",
-        "nnUNetTrainerUNetWeightedCE"]
+    # nnU-Net's first (the reference), then ours in nnunet_ext.trainers' (alphabetical) order, no variant
+    assert gpu_check.default_trainers() == ["nnUNetTrainer", *sorted(case.name for case in TRAINERS)]
     assert gpu_check.select_trainers(["nnUNetTrainerUNetV2"]) == ["nnUNetTrainer", "nnUNetTrainerUNetV2"]
     with pytest.raises(gpu_check.UsageError, match="nnUNetTrainerNope"):
         gpu_check.select_trainers(["nnUNetTrainerNope"])
+
+
+def test_the_timed_trainers_are_short_runs_written_by_the_shared_writer(gpu_check, tmp_path: Path):
+    from nnunet_ext.commands.short_runs import ShortRun
+    from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
+
+    path = gpu_check.trainers.write_trainer_module(tmp_path, ["nnUNetTrainerSkeletonRecall"], iterations=4)
+    spec = importlib.util.spec_from_file_location("nnunet_ext_test_gpu_check_trainers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    timed = module.nnUNetTrainerSkeletonRecallGpuCheck
+    assert timed.__bases__ == (gpu_check.timed_run.TimedRunMixin, nnUNetTrainerSkeletonRecall)
+    assert issubclass(timed, ShortRun)
+    assert (timed.short_epochs, timed.short_iterations, timed.short_val_iterations) == (1, 4, 0)
+    assert timed.skip_final_validation == "timed run"
 
 
 def test_ddp_runs_only_with_two_gpus(gpu_check):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from nnunet_ext.commands.study import TINY, Budget, write_study_trainers
 
@@ -19,6 +22,7 @@ def _study(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=1200)
 
 
+@pytest.mark.full
 def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     workdir = tmp_path / "study"
     first = _study(workdir, "--tiny", "-tr", *TRAINERS, "--device", "cpu")
@@ -60,9 +64,18 @@ def test_refusals(tmp_path: Path) -> None:
 
 
 def test_study_trainers_get_the_same_budget(tmp_path: Path) -> None:
-    write_study_trainers(tmp_path, TRAINERS, Budget(3, 7))
-    source = (tmp_path / "study_trainers.py").read_text()
-    assert "class nnUNetTrainer__study_3x7(nnUNetTrainer):" in source
-    assert "from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall" in source
-    assert source.count("self.num_epochs = 3") == 2 and source.count("self.num_iterations_per_epoch = 7") == 2
-    compile(source, "study_trainers.py", "exec")
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_ext.commands.short_runs import ShortRun
+    from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
+
+    path = write_study_trainers(tmp_path, TRAINERS, Budget(3, 7))
+    assert path == tmp_path / "study_trainers.py"
+    spec = importlib.util.spec_from_file_location("nnunet_ext_test_study_trainers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for trainer, base in zip(TRAINERS, (nnUNetTrainer, nnUNetTrainerSkeletonRecall)):
+        short = getattr(module, f"{trainer}__study_3x7")
+        assert short.__bases__ == (ShortRun, base)
+        # nnU-Net's validation iterations are kept: only the training budget is the study's
+        assert (short.short_epochs, short.short_iterations, short.short_val_iterations) == (3, 7, None)

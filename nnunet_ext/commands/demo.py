@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
 from nnunet_ext.data.image_io import read_image, read_labels
@@ -15,39 +16,31 @@ from nnunet_ext.data.synthetic_image import ImageParams
 from nnunet_ext.pictures.figures import normalize_intensities, overlay, save_panels
 from nnunet_ext.skeleton import tubed_skeleton
 
+if TYPE_CHECKING:
+    from nnunet_ext.commands.short_runs import ShortTrainer
+
 DEMO_DATASET_ID = 901
 PLAIN_TRAINER = "nnUNetTrainerDemoPlain"
 SKELETON_RECALL_TRAINER = "nnUNetTrainerSkeletonRecallDemo"
 DEMO_TRAINERS = {PLAIN_TRAINER: "nnU-Net (CE+Dice)", SKELETON_RECALL_TRAINER: "Skeleton Recall"}
 TABLE_METRICS = ("Dice", "clDice", "Betti0_error", "Betti1_error", "pixel_error", "rand_error", "warping_error")
 
-# The demo shows the documented way to change a trainer without editing installed code:
-# subclasses in a folder of your own, listed in nnUNet_extTrainer next to ours.
-_DEMO_TRAINERS_SOURCE = '''\
-"""Short runs for the nnunet_ext demo (written by `nnunet-ext demo`): plain nnU-Net and Skeleton Recall."""
-import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
-from nnunet_ext.trainers.topology_validation_mixin import TopologyValidationMixin
+# The demo shows the documented way to change a trainer without editing installed code: subclasses in a folder of
+# your own, listed in nnUNet_extTrainer next to ours. The plain trainer adds the topology metrics to its validation.
+DEMO_MODULE = "demo_trainers"
+DEMO_DOCSTRING = "Short runs for the nnunet_ext demo (written by `nnunet-ext demo`): plain nnU-Net and Skeleton Recall."
+DEMO_VALIDATION_ITERATIONS = 5
 
 
-class ShortRun:
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = {epochs}
-        self.num_iterations_per_epoch = {iterations}
-        self.num_val_iterations_per_epoch = 5
+def demo_trainers(epochs: int, iterations: int) -> list[ShortTrainer]:
+    """The demo's two short trainers: the same budget for plain nnU-Net and Skeleton Recall."""
+    from nnunet_ext.commands.short_runs import ShortTrainer  # noqa: PLC0415 - imports torch: not for a refusal
 
-
-class {plain}(ShortRun, TopologyValidationMixin, nnUNetTrainer):
-    pass
-
-
-class {skeleton_recall}(ShortRun, nnUNetTrainerSkeletonRecall):
-    skeleton_recall_weight = 1.0
-'''
+    budget = {"epochs": epochs, "iterations": iterations, "val_iterations": DEMO_VALIDATION_ITERATIONS}
+    return [ShortTrainer(PLAIN_TRAINER, "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer", **budget,
+                         mixins=("nnunet_ext.trainers.topology_validation_mixin.TopologyValidationMixin",)),
+            ShortTrainer(SKELETON_RECALL_TRAINER, "nnunet_ext.trainers.nnUNetTrainerSkeletonRecall", **budget,
+                         attributes={"skeleton_recall_weight": 1.0})]
 
 
 def _run(args: list[str], env: dict, log: Path) -> None:
@@ -73,8 +66,9 @@ def run_demo(workdir: Path, epochs: int = 5, iterations: int = 40, cases: int = 
     my_trainers = workdir / "my_trainers"
     for folder in (raw, preprocessed, results, my_trainers):
         folder.mkdir(parents=True)
-    (my_trainers / "demo_trainers.py").write_text(_DEMO_TRAINERS_SOURCE.format(
-        plain=PLAIN_TRAINER, skeleton_recall=SKELETON_RECALL_TRAINER, epochs=epochs, iterations=iterations))
+    from nnunet_ext.commands.short_runs import write_short_trainers  # noqa: PLC0415
+
+    write_short_trainers(my_trainers, DEMO_MODULE, demo_trainers(epochs, iterations), DEMO_DOCSTRING)
     dataset = write_raw_dataset(raw, DEMO_DATASET_ID, "DemoVessels2D", dim=2, n_train=cases, n_test=4, size=128,
                                 image_params=ImageParams())
     env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(preprocessed),

@@ -26,6 +26,7 @@ STUDY_DATASET_ID = 950
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "nnUNetTrainerClDice")
 STATE_FILE = "study.json"
 FULL_EPOCHS, FULL_ITERATIONS = 1000, 250  # nnU-Net's own budget
+STUDY_TRAINERS_DOCSTRING = "Trainers of `nnunet-ext study` (written by it): the same budget for every trainer."
 
 
 @dataclass(frozen=True)
@@ -88,38 +89,16 @@ def study_trainer_name(trainer: str, budget: Budget) -> str:
     return f"{trainer}__study_{budget.epochs}x{budget.iterations}"
 
 
-def _trainer_module(trainer: str) -> str:
-    """The importable module that defines ``trainer`` (nnU-Net's own trainers or ours)."""
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
-
-    import nnunet_ext.trainers as ours
-
-    if trainer in ours.__all__:
-        return "nnunet_ext.trainers"
-    found = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), trainer,
-                                        "nnunetv2.training.nnUNetTrainer")
-    if found is None:
-        raise StudyError(f"unknown trainer {trainer!r}: neither nnU-Net nor nnunet_ext defines it (our trainers: "
-                         f"{', '.join(ours.__all__)})")
-    return found.__module__
-
-
-def write_study_trainers(folder: Path, trainers: tuple[str, ...], budget: Budget) -> None:
+def write_study_trainers(folder: Path, trainers: tuple[str, ...], budget: Budget) -> Path:
     """Short-budget subclasses ``<trainer>__study_<E>x<I>`` of every trainer, in ``folder/study_trainers.py``."""
-    lines = ['"""Trainers of `nnunet-ext study` (written by it): the same budget for every trainer."""', "",
-             "import torch", ""]
-    for trainer in trainers:
-        lines.append(f"from {_trainer_module(trainer)} import {trainer}")
-    for trainer in trainers:  # nnU-Net records the constructor's arguments: keep its exact signature
-        lines += ["", "", f"class {study_trainer_name(trainer, budget)}({trainer}):",
-                  "    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,",
-                  '                 device: torch.device = torch.device("cuda")):',
-                  "        super().__init__(plans, configuration, fold, dataset_json, device)",
-                  f"        self.num_epochs = {budget.epochs}",
-                  f"        self.num_iterations_per_epoch = {budget.iterations}"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study_trainers.py").write_text("\n".join(lines) + "\n")
+    from nnunet_ext.commands.short_runs import ShortTrainer, UnknownTrainerError, write_short_trainers
+
+    classes = [ShortTrainer(study_trainer_name(trainer, budget), trainer, epochs=budget.epochs,
+                            iterations=budget.iterations) for trainer in trainers]
+    try:
+        return write_short_trainers(folder, "study_trainers", classes, STUDY_TRAINERS_DOCSTRING)
+    except (UnknownTrainerError, ValueError) as error:  # a name nnU-Net cannot define a trainer class by
+        raise StudyError(str(error)) from None
 
 
 class Study:

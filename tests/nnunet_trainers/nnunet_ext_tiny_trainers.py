@@ -9,9 +9,9 @@ finds these classes by name in this folder (the tests add it to nnUNet_extTraine
 
 import os
 
-import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_ext.commands.short_runs import ShortRun
 from nnunet_ext.trainers import (
     nnUNetTrainerCbDice,
     nnUNetTrainerClCE,
@@ -28,21 +28,21 @@ from nnunet_ext.trainers import (
 )
 
 
-class TinyRun:
+class TinyRun(ShortRun):
     """Mixin: 1 epoch (or NNUNET_EXT_TEST_EPOCHS) of 3 training and 2 validation iterations."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get("NNUNET_EXT_TEST_EPOCHS", "1"))
-        self.num_iterations_per_epoch = 3
-        self.num_val_iterations_per_epoch = 2
+    short_iterations = 3
+    short_val_iterations = 2
 
-    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+    @property
+    def short_epochs(self) -> int:
+        return int(os.environ.get("NNUNET_EXT_TEST_EPOCHS", "1"))
+
+    @property
+    def skip_final_validation(self) -> str | None:
         if os.environ.get("NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION") == "1":
-            self.print_to_log_file("final validation skipped (NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION=1)")
-            return
-        super().perform_actual_validation(save_probabilities)
+            return "NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION=1"
+        return None
 
 
 class nnUNetTrainerSkeletonRecallTiny(TinyRun, nnUNetTrainerSkeletonRecall):
