@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command
-from nnunet_ext.data.synthetic import write_raw_dataset
 from nnunet_ext.trainers import (
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
@@ -29,8 +28,11 @@ from nnunet_ext.trainers import (
     nnUNetTrainerUNetV2SkeletonRecall,
 )
 from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageMissingError
-from tests.conftest import NnunetWorkspace, make_trainer, plan_and_preprocess
+from tests.conftest import NnunetWorkspace, make_trainer, prepared_dataset
 from tests.test_nnunet_cli import LEAN_PREDICTION, LEAN_TRAINING, TINY, _read
+
+# full tier: trains two 3d_lowres folds and the cascade through nnU-Net's commands
+pytestmark = pytest.mark.full
 
 DATASET_CASCADE = 904
 CASCADE = "3d_cascade_fullres"
@@ -41,24 +43,24 @@ def _cases(dataset_folder: Path) -> list[str]:
     return sorted(p.name.removesuffix(".nii.gz") for p in (dataset_folder / "labelsTr").glob("*.nii.gz"))
 
 
+def _add_stages(plans: dict) -> None:
+    # Tiny images get no lowres stage from the planner; add both stages with the keys its planner
+    # writes: 3d_lowres "next_stage", and a 3d_cascade_fullres that inherits 3d_fullres.
+    plans["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
+        "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24], "next_stage": CASCADE}
+    plans["configurations"][CASCADE] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    # a quarter of the planned widths (all three stages inherit them): 3D convolutions dominate on the CPU
+    arch_kwargs = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    arch_kwargs["features_per_stage"] = [f // 4 for f in arch_kwargs["features_per_stage"]]
+
+
 @pytest.fixture(scope="module")
-def dataset_cascade(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_cascade(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """A 3D dataset with 3d_fullres, 3d_lowres and 3d_cascade_fullres in its plans; a 2-fold split."""
     ws = nnunet_workspace
-    folder = write_raw_dataset(ws.raw, DATASET_CASCADE, "Cascade3D", dim=3, n_train=4, n_test=1, size=32, seed=40)
-
-    def add_stages(plans: dict) -> None:
-        # Tiny images get no lowres stage from the planner; add both stages with the keys its planner
-        # writes: 3d_lowres "next_stage", and a 3d_cascade_fullres that inherits 3d_fullres.
-        plans["configurations"]["3d_lowres"] = {
-            "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
-            "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24], "next_stage": CASCADE}
-        plans["configurations"][CASCADE] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
-        # a quarter of the planned widths (all three stages inherit them): 3D convolutions dominate on the CPU
-        arch_kwargs = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-        arch_kwargs["features_per_stage"] = [f // 4 for f in arch_kwargs["features_per_stage"]]
-
-    plan_and_preprocess(ws, DATASET_CASCADE, ("3d_fullres", "3d_lowres"), edit_plans=add_stages)
+    folder = prepared_dataset(ws, dataset_cache, DATASET_CASCADE, "Cascade3D", ("3d_fullres", "3d_lowres"),
+                              edit_plans=_add_stages, dim=3, n_train=4, n_test=1, size=32, seed=40)
     cases = _cases(folder)  # 2 folds: two lowres trainings cover every case's validation
     splits = [{"train": cases[2:], "val": cases[:2]}, {"train": cases[:2], "val": cases[2:]}]
     (ws.preprocessed / folder.name / "splits_final.json").write_text(json.dumps(splits))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import pytest
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command
 
@@ -20,12 +21,28 @@ def _run(*args: str, timeout: int = 120, env: dict | None = None) -> subprocess.
                           env={**os.environ, **(env or {})})
 
 
-def test_trainers_path_points_at_the_trainer_modules():
+# nnU-Net's own trainer lookup (what nnUNetv2_train and nnUNetv2_predict call), in a fresh process that sees only the
+# environment variable
+FIND_TRAINER = """
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+found = recursive_find_trainer_class_by_name("nnUNetTrainerSkeletonRecall")
+assert issubclass(found, nnUNetTrainer)
+print("found", found.__name__, found.__module__)
+"""
+
+
+def test_trainers_path_lets_nnunet_find_our_trainers():
     result = _run("trainers-path")
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip())
-    assert (folder / "nnUNetTrainerSkeletonRecall.py").is_file()
     assert not (folder / "conftest.py").exists()
+    found = subprocess.run([sys.executable, "-c", FIND_TRAINER], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "nnUNet_extTrainer": str(folder)})
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr[-3000:]
+    assert f"Using trainer 'nnUNetTrainerSkeletonRecall' from: {folder}" in found.stdout
+    assert "found nnUNetTrainerSkeletonRecall nnUNetTrainerSkeletonRecall" in found.stdout
 
 
 def test_help_explains_the_setup():
@@ -56,6 +73,7 @@ def test_demo_rejects_too_few_cases(tmp_path: Path):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.full
 def test_demo_runs_end_to_end(tmp_path: Path):
     workdir = tmp_path / "demo"
     # the data loader in the training process: worker start-up would dominate 2 iterations
@@ -76,4 +94,7 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert table.strip() in result.stdout
     picture = matplotlib.image.imread(workdir / "demo.png")
     assert picture.shape[1] > 4 * picture.shape[0] and picture[..., :3].std() > 0.1  # five panels, not blank
-    assert nnunet_command("nnUNetv2_train")  # the demo used nnU-Net's own commands
+    # the demo ran nnU-Net's own commands, with its trainers from its own folder (the printed commands)
+    for trainer in ("nnUNetTrainerDemoPlain", "nnUNetTrainerSkeletonRecallDemo"):
+        assert f"$ {nnunet_command('nnUNetv2_train')} 901 2d 0 -tr {trainer} -device cpu" in result.stdout
+    assert (workdir / "my_trainers" / "demo_trainers.py").is_file()

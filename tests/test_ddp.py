@@ -127,6 +127,7 @@ def ddp_results(tmp_path_factory) -> Path:
     return out_dir
 
 
+@pytest.mark.full
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 @pytest.mark.parametrize("name", LOSSES)
 def test_ddp_batch_dice_matches_single_process(name: str, ddp_results: Path) -> None:

@@ -9,12 +9,16 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command
 from tests.conftest import NnunetWorkspace
 from tests.test_nnunet_cli import TINY, _fold_folder
+
+# full tier: nnUNetv2_train runs on broken datasets
+pytestmark = pytest.mark.full
 
 FRACTIONAL = 907
 UNDEFINED = 908

@@ -5,6 +5,10 @@ formulation equals its one-hot definition (values and gradients).
 A host sync on a GPU is any read of a tensor's value into Python: ``.item()``, ``.tolist()``,
 ``bool(t)``, ``int(t)``, ``float(t)``, ``.numpy()``, ``.cpu()``. On the CPU nothing syncs, so the
 tests make each of those raise while a loss runs forward and backward.
+
+A host-to-device copy (a constant built on the host each step) stalls the GPU like a sync and is invisible on
+the CPU: the losses also run on the ``meta`` device, where every copy of CPU data onto meta is recorded, and none
+may happen after the first call there.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnunet_ext.distance import boundary_distance
 from nnunet_ext.losses import (
@@ -78,7 +83,7 @@ class WithCGM(nn.Module):
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
-        self.cls_logits = torch.zeros(2, 2, requires_grad=True)
+        self.cls_logits = nn.Parameter(torch.zeros(2, 2))  # a parameter: moves with .to(device)
         self.loss = ClassificationGuidedLoss(HybridLoss(**kwargs), lambda: self.cls_logits,
                                              ignore_label=kwargs.get("ignore_label"))
 
@@ -109,7 +114,7 @@ class WithDistanceFields(nn.Module):
         self.loss = HausdorffDTLoss(**kwargs)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        classes = torch.arange(1, logits.shape[1]).view(1, -1, 1, 1)
+        classes = torch.arange(1, logits.shape[1], device=labels.device).view(1, -1, 1, 1)
         fields = boundary_distance(labels == classes)
         return self.loss(logits, labels, fields)
 
@@ -152,6 +157,102 @@ def test_no_host_sync_after_the_first_call(name: str, batch_dice: bool) -> None:
 def test_the_detector_catches_a_sync() -> None:
     with no_host_sync(), pytest.raises(AssertionError, match="Tensor.item"):
         torch.ones(1).sum().item()
+
+
+COPY_OPS = (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default)
+# they copy host data onto the device below the dispatcher, unseen by a dispatch mode: wrapped instead
+CONSTRUCTORS = ((torch, "tensor"), (torch, "as_tensor"), (torch, "asarray"), (torch.Tensor, "new_tensor"))
+
+
+class _CopiesOntoMeta(TorchDispatchMode):
+    """Records the ``aten._to_copy`` / ``aten.copy_`` from a CPU tensor onto the meta device (forward and backward)."""
+
+    def __init__(self, copies: list[str]) -> None:
+        super().__init__()
+        self.copies = copies
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sources = [a for a in args if isinstance(a, torch.Tensor) and a.device.type == "cpu"]
+        if func in COPY_OPS and isinstance(out, torch.Tensor) and out.is_meta and sources:
+            self.copies.append(f"{func} of a CPU tensor {tuple(sources[0].shape)} onto meta")
+        return out
+
+
+@contextmanager
+def host_to_meta_copies() -> Iterator[list[str]]:
+    """Record every copy of host data onto the ``meta`` device inside the block (on a GPU: a host-to-device copy):
+    ``.to``/``copy_`` of CPU tensors, and ``torch.tensor``/``as_tensor``/``asarray``/``Tensor.new_tensor`` of
+    host data onto meta."""
+    copies: list[str] = []
+    originals = [(owner, name, getattr(owner, name)) for owner, name in CONSTRUCTORS]
+
+    def recording(name: str, construct: Callable) -> Callable:
+        data_at = 1 if name == "new_tensor" else 0  # new_tensor(self, data, ...)
+
+        def wrapped(*args, **kwargs):
+            out = construct(*args, **kwargs)
+            data = args[data_at] if len(args) > data_at else kwargs.get("data", kwargs.get("obj"))
+            if out.is_meta and not (isinstance(data, torch.Tensor) and data.is_meta):
+                copies.append(f"{name} of host data onto meta")
+            return out
+        return wrapped
+
+    try:
+        for owner, name, construct in originals:
+            setattr(owner, name, recording(name, construct))
+        with _CopiesOntoMeta(copies):
+            yield copies
+    finally:
+        for owner, name, construct in originals:
+            setattr(owner, name, construct)
+
+
+def test_the_copy_detector_catches_host_to_device_copies() -> None:
+    on_meta = torch.zeros(3, device="meta")
+    with host_to_meta_copies() as copies:
+        torch.ones(3).to("meta")
+        on_meta.copy_(torch.ones(3))
+        torch.tensor([1.0, 2.0], device="meta")
+        torch.as_tensor([1.0], device=on_meta.device)
+        on_meta.new_tensor(2.0)
+        # on the device already: no copy
+        torch.full((2,), 3.0, device="meta"), torch.arange(3, device="meta"), on_meta.to(torch.float64)
+        torch.as_tensor(on_meta, device="meta"), (on_meta * torch.tensor(2.0)).sum()
+    assert len(copies) == 5, copies
+    x = torch.zeros(3, device="meta", requires_grad=True)
+    with host_to_meta_copies() as copies:
+        _CopyInBackward.apply(x).sum().backward()  # backward passes are watched too
+    assert len(copies) == 2, copies
+
+
+class _CopyInBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * torch.full(grad.shape, 2.0).to(grad.device) + torch.tensor(0.0, device=grad.device)
+
+
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("name", LOSSES)
+def test_no_host_to_device_copy_after_the_first_call(name: str, batch_dice: bool) -> None:
+    logits = torch.randn(2, 3, 12, 10)
+    labels = _labels((2, 1, 12, 10), 3)
+    labels[0, 0, 0, :3] = 3  # the ignore label
+    loss = LOSSES[name](batch_dice=batch_dice, ignore_label=3)
+    loss(logits, labels)  # the label values are checked once, on the host (meta tensors hold no values)
+    loss.to("meta")
+    logits, labels = logits.to("meta"), labels.to("meta")
+    loss(logits, labels)  # a first call on the device may set up its constants
+    z = logits.detach().requires_grad_(True)
+    with host_to_meta_copies() as copies:
+        value = loss(z, labels)
+        value.backward()
+    assert copies == [], f"{len(copies)} host-to-device copies in one call: {copies}"
+    assert value.is_meta and value.shape == () and z.grad.is_meta
 
 
 @pytest.mark.parametrize("name", ["skeleton_recall", "cldice", "combo", "hybrid", "cbdice", "clce", "hausdorff_dt",

@@ -14,26 +14,10 @@ import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
 import pytest
 import torch
 
-from nnunet_ext.trainers import (
-    nnUNetTrainerCbDice,
-    nnUNetTrainerClCE,
-    nnUNetTrainerClDice,
-    nnUNetTrainerCombo,
-    nnUNetTrainerHausdorffDT,
-    nnUNetTrainerSkeletonRecall,
-    nnUNetTrainerUNet3Plus,
-    nnUNetTrainerUNet3PlusCGM,
-    nnUNetTrainerUNet3PlusSkeletonRecall,
-    nnUNetTrainerUNetV2,
-    nnUNetTrainerUNetV2SkeletonRecall,
-    nnUNetTrainerUNetWeightedCE,
-)
 from tests.conftest import NnunetWorkspace, make_trainer
+from tests.trainer_matrix import trainer_classes
 
-TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
-            nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
-            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall, nnUNetTrainerHausdorffDT,
-            nnUNetTrainerUNetWeightedCE]
+TRAINERS = trainer_classes()
 # loss tolerance relative to fp32 (bf16 keeps 8 bits of mantissa, fp16 11)
 TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
 

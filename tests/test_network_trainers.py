@@ -11,24 +11,20 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunet_ext import networks
 from nnunet_ext.losses import ClassificationGuidedLoss, CompoundLoss, HybridLoss, SoftSkeletonRecallLoss
-from nnunet_ext.networks import UNet3Plus, UNetV2
+from nnunet_ext.networks import UNetV2
 from nnunet_ext.trainers import (
     nnUNetTrainerUNet3Plus,
     nnUNetTrainerUNet3PlusCGM,
-    nnUNetTrainerUNet3PlusSkeletonRecall,
     nnUNetTrainerUNetV2,
     nnUNetTrainerUNetV2SkeletonRecall,
 )
 from tests.conftest import NnunetWorkspace, make_trainer
+from tests.trainer_matrix import TRAINERS
 
-NETWORK_TRAINERS = {
-    nnUNetTrainerUNet3Plus: UNet3Plus,
-    nnUNetTrainerUNet3PlusCGM: UNet3Plus,
-    nnUNetTrainerUNet3PlusSkeletonRecall: UNet3Plus,
-    nnUNetTrainerUNetV2: UNetV2,
-    nnUNetTrainerUNetV2SkeletonRecall: UNetV2,
-}
+# every network trainer -> the network class it builds
+NETWORK_TRAINERS = {case.trainer_class: getattr(networks, case.network) for case in TRAINERS if case.network}
 
 
 def _build(trainer_class: type, plans: dict, configuration: str, dataset_json: dict, deep_supervision: bool):

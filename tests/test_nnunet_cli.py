@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_ext.data.synthetic import write_raw_dataset
-from tests.conftest import DATASET_2D, DATASET_2D_SMALL, DATASET_3D, NnunetWorkspace, plan_and_preprocess
+from tests.conftest import DATASET_2D, DATASET_2D_SMALL, DATASET_3D, NnunetWorkspace, prepared_dataset
+from tests.trainer_matrix import BY_NAME, TRAINERS, TrainerCase
 
 TINY = "nnUNetTrainerSkeletonRecallTiny"
 
@@ -104,6 +104,7 @@ def test_3d_fullres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, datas
     _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1})
 
 
+@pytest.mark.full
 def test_3d_lowres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, dataset_3d: Path):
     _train(nnunet_workspace, DATASET_3D, "3d_lowres", 1, extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
     assert (_fold_folder(nnunet_workspace, dataset_3d, "3d_lowres") / "checkpoint_final.pth").is_file()
@@ -114,14 +115,13 @@ DATASET_THICK_SLICES = 903
 
 
 @pytest.fixture(scope="module")
-def dataset_thick_slices(nnunet_workspace: NnunetWorkspace) -> Path:
+def dataset_thick_slices(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
     """3D vessels in 4-voxel-thick slices (spacing 1 x 1 x 4), planned for 3d_fullres."""
-    folder = write_raw_dataset(nnunet_workspace.raw, DATASET_THICK_SLICES, "ThickSlices3D", dim=3, n_train=5,
-                               n_test=1, size=48, slice_step=4, seed=30)
-    plan_and_preprocess(nnunet_workspace, DATASET_THICK_SLICES, ("3d_fullres",))
-    return folder
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_THICK_SLICES, "ThickSlices3D", ("3d_fullres",),
+                            dim=3, n_train=5, n_test=1, size=48, slice_step=4, seed=30)
 
 
+@pytest.mark.full
 def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: NnunetWorkspace,
                                                           dataset_thick_slices: Path):
     configuration = nnunet_workspace.plans(dataset_thick_slices.name)["configurations"]["3d_fullres"]
@@ -135,32 +135,22 @@ def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: Nnun
                        processes=LEAN_PREDICTION)
 
 
-# trainer: (text its training log must contain, a state-dict key prefix its checkpoint must hold)
-TRAINERS = {
-    "nnUNetTrainerSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages"),
-    "nnUNetTrainerClDice": ("SoftClDiceLoss", "decoder.stages"),
-    "nnUNetTrainerCombo": ("ComboLoss", "decoder.stages"),
-    "nnUNetTrainerCbDice": ("CbDiceLoss", "decoder.stages"),
-    "nnUNetTrainerClCE": ("ClCELoss", "decoder.stages"),
-    "nnUNetTrainerUNet3Plus": ("nnunet_ext network: UNet3Plus", "decoder.stages.0.inputs"),
-    "nnUNetTrainerUNet3PlusCGM": ("HybridLoss", "decoder.classifier"),
-    "nnUNetTrainerUNet3PlusSkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.stages.0.inputs"),
-    "nnUNetTrainerUNetV2": ("nnunet_ext network: UNetV2", "decoder.sdi"),
-    "nnUNetTrainerUNetV2SkeletonRecall": ("SoftSkeletonRecallLoss", "decoder.sdi"),
-    "nnUNetTrainerHausdorffDT": ("HausdorffDTLoss(labels, distance)", "decoder.stages"),
-    "nnUNetTrainerUNetWeightedCE": ("WeightedCrossEntropyLoss(labels, weights)", "decoder.stages"),
-}
-COMPILED = [f"{name}CompiledTiny" for name in TRAINERS]
+COMPILED = [f"{case.name}CompiledTiny" for case in TRAINERS]
+
+
+def _case(trainer: str) -> TrainerCase:
+    """The matrix entry of a test trainer (``<name>Tiny``, ``<name>CompiledTiny``)."""
+    return BY_NAME[trainer.removesuffix("CompiledTiny").removesuffix("Tiny")]
 
 
 def _check_training(fold: Path, trainer: str) -> str:
     """The fold's checkpoint holds the trainer's network, its log names its loss or network; returns the log."""
     assert (fold / "checkpoint_final.pth").is_file()
-    log_text, key_prefix = TRAINERS[trainer.removesuffix("CompiledTiny").removesuffix("Tiny")]
+    case = _case(trainer)
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert log_text in log
+    assert case.log_text in log
     weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
-    assert any(key.startswith(key_prefix) for key in weights)
+    assert any(key.startswith(case.checkpoint_key) for key in weights)
     return log
 
 
@@ -170,6 +160,7 @@ def _train_compiled(ws: NnunetWorkspace, trainer: str) -> None:
     _train(ws, DATASET_2D_SMALL, "2d", 1, trainer=trainer, extra_env={"nnUNet_n_proc_DA": "0"})
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("trainer", COMPILED)
 def test_trainers_train_compiled_and_predict(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path,
                                              trainer: str):
@@ -189,6 +180,7 @@ def test_trainers_train_compiled_and_predict(nnunet_workspace: NnunetWorkspace, 
 # 3d_fullres through the CLI (besides Skeleton Recall above) for clDice's 3D soft skeleton and UNet 3+'s 3D
 # full-scale decoder, eager; the other trainers' 3D networks and losses are built and run in-process
 # (test_network_trainers.py, test_losses.py), which saves CI time.
+@pytest.mark.full
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerClDiceTiny", "nnUNetTrainerUNet3PlusTiny"])
 def test_trainers_train_and_predict_3d(nnunet_workspace: NnunetWorkspace, dataset_3d: Path, trainer: str):
     _train(nnunet_workspace, DATASET_3D, "3d_fullres", 1, trainer=trainer, extra_env=LEAN_TRAINING)
@@ -196,21 +188,33 @@ def test_trainers_train_and_predict_3d(nnunet_workspace: NnunetWorkspace, datase
     _predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1}, trainer, LEAN_PREDICTION)
 
 
-def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path):
-    """nnU-Net's model selection over all our trainers at once (their 2d folds from the compiled runs above)."""
-    for trainer in COMPILED:  # trained above unless this test runs alone
+def compiled_family(trainer: str) -> str:
+    """'networks' for the UNet 3+ / U-Net v2 trainers, 'losses' for the others: the compiled runs of one family
+    share a pytest-xdist worker (tests/conftest.py), so its model selection finds all of their folds."""
+    return _case(trainer).family
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("family", ["losses", "networks"])
+def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path,
+                                                        family: str):
+    """nnU-Net's model selection over all our trainers of a family at once (their 2d folds from the compiled runs
+    above); the two families together cover every trainer."""
+    trainers = [trainer for trainer in COMPILED if compiled_family(trainer) == family]
+    for trainer in trainers:  # trained above unless this test runs alone
         if not (_fold_folder(nnunet_workspace, dataset_2d_small, "2d", trainer) / "validation" / "summary.json"
                 ).is_file():
             _train_compiled(nnunet_workspace, trainer)
     result = nnunet_workspace.run("nnUNetv2_find_best_configuration", str(DATASET_2D_SMALL), "-c", "2d", "-tr",
-                                  *COMPILED, "-f", "0", "--disable_ensembling")
-    for trainer in COMPILED:  # each one was scored from its own validation
+                                  *trainers, "-f", "0", "--disable_ensembling")
+    for trainer in trainers:  # each one was scored from its own validation
         assert f"{trainer}__nnUNetPlans__2d" in result.stdout
     instructions = (nnunet_workspace.results / dataset_2d_small.name / "inference_instructions.txt").read_text()
     assert any(f"-tr {trainer} " in instructions or instructions.rstrip().endswith(f"-tr {trainer}")
-               for trainer in COMPILED)
+               for trainer in trainers)
 
 
+@pytest.mark.full
 def test_network_named_in_a_plans_file_trains_and_predicts_with_stock_nnunet(nnunet_workspace: NnunetWorkspace,
                                                                               dataset_2d: Path):
     """The README's route without our trainers: a plans copy whose 2d architecture is UNetV2."""

@@ -12,28 +12,13 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_ext.trainers import (
-    nnUNetTrainerCbDice,
-    nnUNetTrainerClCE,
-    nnUNetTrainerClDice,
-    nnUNetTrainerCombo,
-    nnUNetTrainerHausdorffDT,
-    nnUNetTrainerSkeletonRecall,
-    nnUNetTrainerUNet3Plus,
-    nnUNetTrainerUNet3PlusCGM,
-    nnUNetTrainerUNet3PlusSkeletonRecall,
-    nnUNetTrainerUNetV2,
-    nnUNetTrainerUNetV2SkeletonRecall,
-    nnUNetTrainerUNetWeightedCE,
-)
+from nnunet_ext.trainers import nnUNetTrainerSkeletonRecall
 from nnunet_ext.trainers.pipeline_edits import PipelineLayoutError
 from nnunet_ext.trainers.skeleton_target_mixin import SkeletonTargetMixin
 from nnunet_ext.transforms import ExtraTargetTransform, LabelCheckTransform, LabelValueError, SkeletonTransform
+from tests.trainer_matrix import trainer_classes
 
-TRAINERS = [nnUNetTrainerSkeletonRecall, nnUNetTrainerClDice, nnUNetTrainerCombo, nnUNetTrainerCbDice,
-            nnUNetTrainerClCE, nnUNetTrainerUNet3Plus, nnUNetTrainerUNet3PlusCGM, nnUNetTrainerUNet3PlusSkeletonRecall,
-            nnUNetTrainerUNetV2, nnUNetTrainerUNetV2SkeletonRecall, nnUNetTrainerHausdorffDT,
-            nnUNetTrainerUNetWeightedCE]
+TRAINERS = trainer_classes()
 DS_SCALES = [[1, 1], [0.5, 0.5], [0.25, 0.25]]
 
 

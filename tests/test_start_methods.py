@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NnunetWorkspace
+from tests.trainer_matrix import TRAINERS
+
+# full tier: a fresh interpreter per start method, each starting nnU-Net's data-loader workers
+pytestmark = pytest.mark.full
 
 SCRIPT = textwrap.dedent('''
     import json, multiprocessing, sys
@@ -56,10 +60,14 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+# one trainer per extra target (the first in the matrix): the skeleton under every start method, the others'
+# transforms pickled into spawned workers
+EXTRA_TARGETS = {case.extra_target: case.name for case in reversed(TRAINERS) if case.extra_target}
+
+
 @pytest.mark.parametrize(("trainer", "method"), [
-    *(("nnUNetTrainerSkeletonRecall", method) for method in ("fork", "spawn", "forkserver")),
-    ("nnUNetTrainerHausdorffDT", "spawn"),  # the other extra targets: pickled into spawned workers
-    ("nnUNetTrainerUNetWeightedCE", "spawn"),
+    *((EXTRA_TARGETS["skeleton"], method) for method in ("fork", "spawn", "forkserver")),
+    *((trainer, "spawn") for target, trainer in sorted(EXTRA_TARGETS.items()) if target != "skeleton"),
 ])
 def test_extra_target_data_pipeline_runs_in_workers(nnunet_workspace: NnunetWorkspace, dataset_2d: Path,
                                                     tmp_path: Path, trainer: str, method: str):

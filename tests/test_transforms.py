@@ -250,6 +250,7 @@ def test_classic_transform_rejects_bad_input() -> None:
 # --------------------------------------------------------------------------- multi-process loading
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("method", START_METHODS)
 def test_torch_dataloader_workers(method: str) -> None:
     transform = SkeletonTransform(per_class=True)
@@ -349,6 +350,7 @@ MTA_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("method", START_METHODS)
 def test_multithreaded_augmenter_workers(method: str, tmp_path) -> None:
     script = tmp_path / "mta_check.py"

@@ -54,8 +54,7 @@ class TargetContext:
         return 1 if self.regions is None else len(self.regions)
 
 
-def labels_block(target: torch.Tensor | list[torch.Tensor],
-                    count: int = 1) -> torch.Tensor | list[torch.Tensor]:
+def labels_block(target: torch.Tensor | list[torch.Tensor], count: int = 1) -> torch.Tensor | list[torch.Tensor]:
     """The first ``count`` channels (labels, or the R regions) of a target, or of each deep-supervision
     target: (B, count, ...)."""
     if isinstance(target, (list, tuple)):
@@ -110,7 +109,7 @@ class ExtraTargetMixin:
         """``extra_target_transforms``, each told how many channels precede it."""
         transforms = cls.extra_target_transforms(context)
         if transforms and context.regions is not None:
-            refuse_ignore_label_with_regions(context.ignore_label, cls.__name__)
+            refuse_ignore_label_with_regions(context.ignore_label, cls.__name__, transforms)
         channels = context.label_channels
         for transform in transforms:
             if transform.label_channels != context.label_channels:
@@ -175,7 +174,7 @@ class ExtraTargetMixin:
         self.loss = _LossWithFixedTarget(loss, full_target)
         try:
             labels = labels_block(full_target, self.label_manager.num_segmentation_heads
-                                     if self.label_manager.has_regions else 1)
+                                  if self.label_manager.has_regions else 1)
             return super().validation_step({**batch, "target": labels})
         finally:
             self.loss = loss

@@ -64,10 +64,11 @@ class LossTermsMixin:
         extra_terms, replacement = self.extra_loss_terms(), self.replacement_base_loss()
         label_channels = 1
         if self.label_manager.has_regions:
-            if extra_terms or replacement is not None:
+            losses = [term.loss for term in extra_terms] + ([] if replacement is None else [replacement])
+            if losses:
                 check_region_definitions(self.label_manager.foreground_regions,
                                          self.label_manager.regions_class_order, self.label_manager.ignore_label,
-                                         type(self).__name__)
+                                         type(self).__name__, losses)
             label_channels = self.label_manager.num_segmentation_heads
         nnunet_loss = super()._build_loss()
         if replacement is None:

@@ -11,11 +11,9 @@ Mix in before the nnU-Net trainer class: ``class T(SkeletonTargetMixin, nnUNetTr
 
 from __future__ import annotations
 
-from nnunet_ext.trainers.extra_target_mixin import ExtraTargetMixin, TargetContext, labels_block
+from nnunet_ext.trainers.extra_target_mixin import ExtraTargetMixin, TargetContext
 from nnunet_ext.transforms import RegionSkeletonTransform, SkeletonTransform
 from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
-
-__all__ = ["SkeletonTargetMixin", "labels_block"]
 
 
 class SkeletonTargetMixin(ExtraTargetMixin):
