@@ -258,6 +258,7 @@ def _xdist_group(item: pytest.Item) -> str | None:
     return shared[0] if shared else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups from the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {id(item): _xdist_group(item) for item in items}
     for item in items:

@@ -139,14 +139,21 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-@pytest.mark.parametrize("batch_dice", [False, True])
-@pytest.mark.parametrize("name", LOSSES)
-def test_no_host_sync_after_the_first_call(name: str, batch_dice: bool) -> None:
+def _after_the_first_call(name: str, batch_dice: bool) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """(loss, logits (2, 3, 12, 10), labels (2, 1, 12, 10) with ignore-label voxels) after the loss's first call,
+    which checks the label values once on the host."""
     logits = torch.randn(2, 3, 12, 10)
     labels = _labels((2, 1, 12, 10), 3)
     labels[0, 0, 0, :3] = 3  # the ignore label
     loss = LOSSES[name](batch_dice=batch_dice, ignore_label=3)
-    loss(logits, labels)  # the first call checks the label values once
+    loss(logits, labels)
+    return loss, logits, labels
+
+
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("name", LOSSES)
+def test_no_host_sync_after_the_first_call(name: str, batch_dice: bool) -> None:
+    loss, logits, labels = _after_the_first_call(name, batch_dice)
     z = logits.clone().requires_grad_(True)
     with no_host_sync():
         value = loss(z, labels)
@@ -239,11 +246,8 @@ class _CopyInBackward(torch.autograd.Function):
 @pytest.mark.parametrize("batch_dice", [False, True])
 @pytest.mark.parametrize("name", LOSSES)
 def test_no_host_to_device_copy_after_the_first_call(name: str, batch_dice: bool) -> None:
-    logits = torch.randn(2, 3, 12, 10)
-    labels = _labels((2, 1, 12, 10), 3)
-    labels[0, 0, 0, :3] = 3  # the ignore label
-    loss = LOSSES[name](batch_dice=batch_dice, ignore_label=3)
-    loss(logits, labels)  # the label values are checked once, on the host (meta tensors hold no values)
+    # the label values are checked on the host first: meta tensors hold no values
+    loss, logits, labels = _after_the_first_call(name, batch_dice)
     loss.to("meta")
     logits, labels = logits.to("meta"), labels.to("meta")
     loss(logits, labels)  # a first call on the device may set up its constants
