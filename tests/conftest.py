@@ -238,30 +238,12 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
     return trainer_class(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
 
 
-# pytest-xdist (`-n 2 --dist loadgroup`): tests that share an expensive module-scoped fixture run on one worker, so
-# it is built once; the compiled runs of one trainer family too, since nnUNetv2_find_best_configuration reads their
-# folds. Those families are the longest groups: they go first, so that the workers finish together.
-SHARED_MODULE_FIXTURES = ("ddp_results", "ct_dataset", "dataset_cascade", "dataset_thick_slices", "dataset_regions",
-                          "gpu_check")
-COMPILED_RUNS = {"test_trainers_train_compiled_and_predict": "trainer",
-                 "test_find_best_configuration_compares_every_trainer": "family"}
+# pytest-xdist (`-n 2 --dist loadfile`): the tests of one file run on one worker, so module fixtures are built once
+# and nnUNetv2_find_best_configuration finds the compiled runs' folds. (pytest-xdist 3.8's `loadgroup` has no effect
+# with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The compiled runs are the longest
+# work: they are collected first, so that their file is scheduled first and the workers finish together.
+COMPILED_RUNS = ("test_trainers_train_compiled_and_predict", "test_find_best_configuration_compares_every_trainer")
 
 
-def _xdist_group(item: pytest.Item) -> str | None:
-    name = getattr(item, "originalname", item.name)
-    if name in COMPILED_RUNS:
-        from tests.test_nnunet_cli import compiled_family
-
-        value = item.callspec.params[COMPILED_RUNS[name]]
-        return f"compiled_{value if name.startswith('test_find_best') else compiled_family(value)}"
-    shared = [fixture for fixture in SHARED_MODULE_FIXTURES if fixture in getattr(item, "fixturenames", ())]
-    return shared[0] if shared else None
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups from the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups = {id(item): _xdist_group(item) for item in items}
-    for item in items:
-        if groups[id(item)] is not None:
-            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-    items.sort(key=lambda item: not (groups[id(item)] or "").startswith("compiled_"))  # stable: order within kept
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) not in COMPILED_RUNS)  # stable sort

@@ -189,8 +189,7 @@ def test_trainers_train_and_predict_3d(nnunet_workspace: NnunetWorkspace, datase
 
 
 def compiled_family(trainer: str) -> str:
-    """'networks' for the UNet 3+ / U-Net v2 trainers, 'losses' for the others: the compiled runs of one family
-    share a pytest-xdist worker (tests/conftest.py), so its model selection finds all of their folds."""
+    """'networks' for the UNet 3+ / U-Net v2 trainers, 'losses' for the others: one model selection per family."""
     return _case(trainer).family
 
 
