@@ -27,6 +27,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from nnunet_ext.distance.label_fields import euclidean_distances
 from nnunet_ext.losses.input_checks import check_non_negative, check_positive
 
 
@@ -66,12 +67,13 @@ def two_nearest_object_distances(objects: np.ndarray, count: int, radius: float)
 
     ``objects``: connected-component labels 1..count (0 elsewhere), as ``scipy.ndimage.label`` returns them.
     """
-    nearest = np.full(objects.shape, np.inf, dtype=np.float64)
-    second = np.full(objects.shape, np.inf, dtype=np.float64)
+    nearest = np.full(objects.shape, np.inf, dtype=np.float32)
+    second = np.full(objects.shape, np.inf, dtype=np.float32)
     margin = math.ceil(radius)
+    unit = (1.0,) * objects.ndim
     for index, box in enumerate(ndimage.find_objects(objects, count), start=1):
         grown = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, objects.shape))
-        distance = ndimage.distance_transform_edt(objects[grown] != index)
+        distance = euclidean_distances(objects[grown] != index, unit)
         first, other = nearest[grown], second[grown]  # views: updated in place
         np.minimum(other, np.maximum(first, distance), out=other)
         np.minimum(first, distance, out=first)
