@@ -264,3 +264,75 @@ def test_disjoint_case_sets_are_refused_as_sharing_no_case(tmp_path: Path, capsy
                            "(5 in all)); cases pair up by the reference file's name"), line
     assert "--chill" not in line
     assert not out.exists()
+
+
+# --- repeats: means over repeated trainings, the spread between them beside each difference (issue 21) -----------
+
+def _per_case(values: list[float], metric: str = "Dice") -> dict:
+    return {f"case_{i:03d}.nii.gz": {metric: v} for i, v in enumerate(values)}
+
+
+def test_repeat_spread_is_the_range_of_per_repeat_differences_and_of_each_methods_means() -> None:
+    from nnunet_ext.evaluation.compare.statistics import clears_the_spread, repeat_spread
+
+    baseline = [np.array([0.5, 0.6, 0.7]), np.array([0.6, 0.7, 0.8])]  # means 0.6, 0.7: range 0.1
+    method = [np.array([0.55, 0.65, 0.75]), np.array([0.62, 0.72, 0.82])]  # means 0.65, 0.72: range 0.07
+    spread = repeat_spread(baseline, method)
+    assert spread["per_repeat_mean_differences"] == pytest.approx([0.05, 0.02])
+    assert spread["range"] == pytest.approx([0.02, 0.05]) and spread["run_to_run_spread"] == pytest.approx(0.1)
+    assert not clears_the_spread(0.035, spread), "a gain below the run-to-run spread"
+    assert clears_the_spread(0.2, {**spread, "range": [0.15, 0.25]})
+    assert not clears_the_spread(0.2, {**spread, "range": [-0.01, 0.4]}), "a repeat with the other sign"
+    assert not clears_the_spread(-0.2, {**spread, "range": [-0.25, -0.15], "run_to_run_spread": 0.3})
+    with pytest.raises(ValueError, match="same number"):
+        repeat_spread(baseline, method[:1])
+
+
+def test_compare_repeats_averages_the_repeats_and_withholds_a_gain_within_the_spread() -> None:
+    from nnunet_ext.evaluation.compare import compare_repeats, markdown_table, mean_over_repeats
+
+    base = np.linspace(0.4, 0.8, 12)
+    # the method beats the baseline on every case in both repeats (p < 0.05), but the baseline's second seed alone
+    # moves its mean by 0.1, five times the gain
+    runs = {"plain": [_per_case(base), _per_case(base + 0.1)],
+            "new": [_per_case(base + 0.02 + 0.001 * np.arange(12)), _per_case(base + 0.12 + 0.001 * np.arange(12))]}
+    means = mean_over_repeats(runs["plain"])
+    assert means["case_000.nii.gz"]["Dice"] == pytest.approx(0.45)
+    comparison = compare_repeats(runs)
+    d = comparison["metrics"]["Dice"]["versus_baseline"]["new"]
+    assert d["mean_difference"] == pytest.approx(0.02 + 0.001 * 5.5) and d["wilcoxon_p"] < 0.05
+    assert d["better"] is None and "run-to-run spread" in d["verdict_withheld"]
+    assert d["repeats"]["run_to_run_spread"] == pytest.approx(0.1) and comparison["repeats"] == 2
+    table = markdown_table(comparison)
+    assert "within run-to-run spread" in table and "trained 2 times" in table
+    # a gain far above the spread keeps its verdict
+    clear = compare_repeats({"plain": runs["plain"], "new": [_per_case(base + 0.3), _per_case(base + 0.41)]})
+    assert clear["metrics"]["Dice"]["versus_baseline"]["new"]["better"] is True
+    with pytest.raises(ValueError, match="same number of repeats"):
+        compare_repeats({"plain": runs["plain"], "new": runs["new"][:1]})
+
+
+def test_cli_groups_a_name_given_several_times_as_repeats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = np.linspace(0.4, 0.8, 8)
+    files = [_write(tmp_path / f"{name}{r}.json", {f"c{i}": {"1": {"Dice": float(v)}} for i, v in enumerate(values)})
+             for name, r, values in (("a", 0, base), ("a", 1, base + 0.01), ("b", 0, base + 0.3),
+                                     ("b", 1, base + 0.32))]
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, files), "--names", "a", "a", "b", "b", "-o", str(out)]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["methods"] == ["a", "b"] and comparison["repeats"] == 2
+    d = comparison["metrics"]["Dice"]["versus_baseline"]["b"]
+    assert d["mean_difference"] == pytest.approx(0.305) and d["repeats"]["range"] == pytest.approx([0.3, 0.31])
+    line = _refused(capsys, *files[:3], "--names", "a", "a", "b", "-o", tmp_path / "odd")
+    assert "different numbers of repeats" in line, line
+
+
+def test_merged_metrics_are_compared_after_the_class_averages(tmp_path: Path) -> None:
+    rows = {f"c{i}": {"Dice": 0.5 + i / 100, "merged clDice": 0.6 + i / 100, "merged Betti0_error": 3.0}
+            for i in range(8)}
+    better = {case: {"Dice": v["Dice"] + 0.1, "merged clDice": v["merged clDice"] + 0.1,
+                     "merged Betti0_error": 1.0} for case, v in rows.items()}
+    comparison = compare_summaries({"a": rows, "b": better})
+    assert list(comparison["metrics"]) == ["Dice", "merged clDice", "merged Betti0_error"]
+    assert comparison["metrics"]["merged Betti0_error"]["higher_is_better"] is False
+    assert comparison["metrics"]["merged Betti0_error"]["versus_baseline"]["b"]["better"] is True

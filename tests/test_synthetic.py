@@ -144,3 +144,57 @@ def test_thick_slices_keep_every_kth_slice_and_only_in_3d(tmp_path):
     np.testing.assert_array_equal(thick, full[::4])  # every 4th slice along Z, the same tree
     with pytest.raises(ValueError, match="slice_step"):
         write_raw_dataset(tmp_path, 6, "Flat", dim=2, slice_step=2)
+
+
+# --- the 3D study benchmark: artery/vein-like trees, one class per tree (issue 21) --------------------------------
+
+def _touching_voxels(tree: np.ndarray, a: int, b: int) -> int:
+    """Voxels of class ``a`` with a 26-neighbour of class ``b``."""
+    return int(((tree == a) & ndimage.binary_dilation(tree == b, np.ones((3,) * tree.ndim, dtype=bool))).sum())
+
+
+def test_crossing_trees_touch_thin_out_and_keep_one_class_per_tree():
+    from nnunet_ext.data.synthetic import CROSSING_TREES
+
+    trees = [vessel_tree((48, 48, 48), seed=2026 + i, n_classes=2, params=CROSSING_TREES) for i in range(6)]
+    for tree in trees:
+        assert set(np.unique(tree)) == {0, 1, 2}
+        assert 0.005 < (tree > 0).mean() < 0.1, "sparse vessels"
+    assert sum(_touching_voxels(tree, 1, 2) > 0 for tree in trees) >= 5, "the classes touch and cross"
+    # radii 4 -> 1: the thickest vessels hold a ball of radius 3, the thinnest are one voxel wide
+    thick = [ndimage.distance_transform_edt(tree > 0).max() for tree in trees]
+    assert min(thick) >= 3
+    one_voxel = [(ndimage.binary_erosion(tree > 0) == 0)[tree > 0].mean() for tree in trees]
+    assert min(one_voxel) > 0.3, "most voxels lie at a border (partial volume there)"
+
+
+def test_class_per_tree_labels_whole_trees_without_changing_the_geometry():
+    per_branch = dataclasses.replace(BUSY, n_roots=2)
+    per_tree = dataclasses.replace(per_branch, class_per_tree=True)
+    a = vessel_tree((40, 40, 40), seed=4, n_classes=2, params=per_branch)
+    b = vessel_tree((40, 40, 40), seed=4, n_classes=2, params=per_tree)
+    np.testing.assert_array_equal(a > 0, b > 0)
+    single = vessel_tree((40, 40, 40), seed=4, n_classes=2, params=dataclasses.replace(per_tree, n_roots=1))
+    assert set(np.unique(single)) == {0, 1}, "one tree, one class"
+
+
+@pytest.mark.parametrize("bad", [dict(n_roots=0), dict(min_radius=0.0), dict(min_radius=5.0, root_radius=4.0),
+                                 dict(start_range=(0.6, 0.4)), dict(max_points=0)])
+def test_bad_tree_params_are_refused(bad):
+    with pytest.raises(ValueError, match="TreeParams"):
+        TreeParams(**bad)
+
+
+def test_the_default_3d_study_benchmark(tmp_path):
+    """At least 12 test cases, two touching classes, hard images; anisotropic with slice_step."""
+    from nnunet_ext.commands.study import BENCHMARKS
+    from nnunet_ext.data.image_io import read_labels
+    from nnunet_ext.data.synthetic import write_raw_dataset
+    from nnunet_ext.data.synthetic_image import ImageParams
+
+    b = BENCHMARKS[3]
+    assert b.n_test >= 12 and b.n_classes in (2, 3) and b.crossing_trees
+    folder = write_raw_dataset(tmp_path, 950, "Study3D", 3, n_train=2, n_test=2, size=b.size, n_classes=b.n_classes,
+                               seed=b.seed, params=b.tree_params(), image_params=ImageParams(), slice_step=2)
+    labels = read_labels(folder / "labelsTs" / "Study3D_002.nii.gz")
+    assert labels.shape == (b.size // 2, b.size, b.size) and set(np.unique(labels)) == {0, 1, 2}

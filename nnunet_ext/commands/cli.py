@@ -146,8 +146,17 @@ def _plan_network_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grouped(names: list[str], values: list) -> dict[str, list]:
+    """name -> its values in order: a name given several times groups repeats of one method."""
+    groups: dict[str, list] = {}
+    for name, value in zip(names, values):
+        groups.setdefault(name, []).append(value)
+    return groups
+
+
 def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
-    """name -> per-case values, from SUMMARY files or from trainers' cross-validation in nnUNet_results."""
+    """name -> per-case values of each repeat (one summary, or several where --names repeats a name), from SUMMARY
+    files or from trainers' cross-validation in nnUNet_results."""
     from nnunet_ext.evaluation.compare import (  # noqa: PLC0415
         ComparisonError,
         cross_validation_summary,
@@ -164,11 +173,11 @@ def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
         if args.names is None or len(args.names) != len(args.summaries):
             given = "none" if args.names is None else len(args.names)
             raise ComparisonError(f"--names must give one name per SUMMARY ({len(args.summaries)}), got {given}")
-        if len(set(args.names)) < len(args.names):
-            raise ComparisonError(f"--names must be distinct, got {args.names}")
-        summaries = {name: load_summary(path) for name, path in zip(args.names, args.summaries)}
-        refuse_repeated_files(dict(zip(args.names, args.summaries)))
-        return summaries
+        _check_repeated_names(args.names, "SUMMARY")
+        values = [load_summary(path) for path in args.summaries]
+        refuse_repeated_files({name if args.names.count(name) == 1 else f"{name} (summary {i + 1})": path
+                               for i, (name, path) in enumerate(zip(args.names, args.summaries))})
+        return _grouped(args.names, values)
     if args.c is None or not args.tr or len(args.tr) < 2:
         raise ComparisonError("with -d give -c CONFIGURATION and at least two trainers with -tr (the first is the "
                               "baseline)")
@@ -185,23 +194,44 @@ def _compare_summaries_from_args(args: argparse.Namespace) -> dict:
     except RuntimeError as error:
         raise ComparisonError(f"unknown dataset {args.d!r}: {error}") from None
     names = args.names or args.tr
-    if len(names) != len(args.tr) or len(set(names)) < len(names):
-        raise ComparisonError(f"--names must give one distinct name per trainer ({len(args.tr)}), got {names}")
-    return {name: cross_validation_summary(Path(results), dataset_name, args.c, trainer, args.p, args.f)
-            for name, trainer in zip(names, args.tr)}
+    if len(names) != len(args.tr):
+        raise ComparisonError(f"--names must give one name per trainer ({len(args.tr)}), got {names}")
+    _check_repeated_names(names, "trainer")
+    return _grouped(names, [cross_validation_summary(Path(results), dataset_name, args.c, trainer, args.p, args.f)
+                            for trainer in args.tr])
+
+
+def _check_repeated_names(names: list[str], what: str) -> None:
+    """ComparisonError unless there are two methods or more and each is named equally often (its repeats)."""
+    from nnunet_ext.evaluation.compare import ComparisonError  # noqa: PLC0415
+
+    counts = {name: names.count(name) for name in names}
+    if len(counts) < 2:
+        raise ComparisonError(f"--names must name at least two distinct methods (the first is the baseline; a name "
+                              f"given several times groups repeats), got {names}")
+    if len(set(counts.values())) > 1:
+        raise ComparisonError(f"--names gives methods different numbers of repeats ({counts}): name each method "
+                              f"once per {what}, the same number of times (one {what} per repeat)")
 
 
 def _compare_command(args: argparse.Namespace) -> int:
     from nnunet_ext.evaluation.compare import (  # noqa: PLC0415
         SummaryError,
+        compare_repeats,
         compare_summaries,
         markdown_table,
+        mean_over_repeats,
         write_comparison,
     )
 
     try:
-        summaries = _compare_summaries_from_args(args)
-        comparison = compare_summaries(summaries, chill=args.chill)
+        repeats = _compare_summaries_from_args(args)
+        if max(len(runs) for runs in repeats.values()) == 1:
+            summaries = {name: runs[0] for name, runs in repeats.items()}
+            comparison = compare_summaries(summaries, chill=args.chill)
+        else:
+            summaries = {name: mean_over_repeats(runs, args.chill) for name, runs in repeats.items()}
+            comparison = compare_repeats(repeats, chill=args.chill)
         written = write_comparison(comparison, summaries, args.o, overwrite=args.overwrite)
     except SummaryError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -212,10 +242,13 @@ def _compare_command(args: argparse.Namespace) -> int:
 
 
 def _study_command(args: argparse.Namespace) -> int:
+    from dataclasses import replace  # noqa: PLC0415
+
     from nnunet_ext.commands.study import (  # noqa: PLC0415
         BENCHMARKS,
-        DEFAULT_BUDGET,
+        DEFAULT_BUDGETS,
         DEFAULT_TRAINERS,
+        ESTIMATED_CPU_MINUTES,
         FULL_EPOCHS,
         FULL_ITERATIONS,
         TINY,
@@ -230,10 +263,18 @@ def _study_command(args: argparse.Namespace) -> int:
     if args.tiny and args.dim != 2:
         print("error: --tiny is a 2D smoke run; leave out --dim", file=sys.stderr)
         return 2
+    if args.repeats < 1:
+        print(f"error: --repeats must be >= 1 (trainings per trainer, each with its own seed), got {args.repeats}",
+              file=sys.stderr)
+        return 2
+    if args.slice_step < 1 or (args.slice_step > 1 and args.dim != 3):
+        print(f"error: --slice-step must be >= 1, and > 1 only with --dim 3 (thick slices); got {args.slice_step}",
+              file=sys.stderr)
+        return 2
     if args.full:
         budget = Budget(FULL_EPOCHS, FULL_ITERATIONS)
     else:
-        default = Budget(1, 2) if args.tiny else DEFAULT_BUDGET
+        default = Budget(1, 2) if args.tiny else DEFAULT_BUDGETS[args.dim]
         try:
             budget = Budget(default.epochs if args.epochs is None else args.epochs,
                             default.iterations if args.iterations is None else args.iterations)
@@ -250,7 +291,13 @@ def _study_command(args: argparse.Namespace) -> int:
         import torch  # noqa: PLC0415
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    settings = StudySettings(TINY if args.tiny else BENCHMARKS[args.dim], budget, trainers, device)
+    benchmark = TINY if args.tiny else replace(BENCHMARKS[args.dim], slice_step=args.slice_step)
+    settings = StudySettings(benchmark, budget, trainers, device, args.repeats)
+    estimate = ESTIMATED_CPU_MINUTES.get(args.dim)
+    if (not args.tiny and device == "cpu" and estimate and budget == DEFAULT_BUDGETS[args.dim]
+            and trainers == DEFAULT_TRAINERS and args.repeats == 1 and args.slice_step == 1):
+        print(f"estimated wall time on 2 CPU cores: about {estimate} min (an estimate from timed training "
+              f"iterations, not a measured run; see docs/evaluation.md)", flush=True)
     return run_study(Path(args.workdir), settings)
 
 
@@ -373,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "value is the NaN-ignoring mean over foreground classes. Writes OUT_DIR/comparison.json, "
                     "comparison.md (the table) and comparison.png (each case's values under every method).")
     compare.add_argument("summaries", nargs="*", metavar="SUMMARY", help="summary JSON files, baseline first")
-    compare.add_argument("--names", nargs="+", default=None, help="one name per SUMMARY (or per trainer)")
+    compare.add_argument("--names", nargs="+", default=None,
+                         help="one name per SUMMARY (or per trainer); a name given several times groups repeated "
+                              "trainings of one method (per-case means, the spread between repeats reported)")
     compare.add_argument("-d", default=None, help="dataset id or name (gather cross-validation summaries)")
     compare.add_argument("-c", default=None, help="configuration, with -d (e.g. 2d, 3d_fullres)")
     compare.add_argument("-tr", nargs="+", default=None, help="trainers, baseline first, with -d")
@@ -388,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         "study", help="reproducible topology study: generated benchmark, nnU-Net train/predict for several "
                       "trainers with the same budget, evaluate, compare (resumable)",
         description="Run the whole comparison through nnU-Net's own commands on a fixed generated benchmark (2D: "
-                    "40 training and 40 test cases of 128x128 hard vessel images): nnUNetv2_plan_and_preprocess, "
+                    "40 training and 40 test cases of 128x128 hard vessel images; 3D: two touching artery/vein-like "
+                    "classes, see docs/evaluation.md): nnUNetv2_plan_and_preprocess, "
                     "nnUNetv2_train (fold 0) for every trainer with the same number of epochs x iterations, "
                     "nnUNetv2_predict on the test images, nnunet-ext evaluate and nnunet-ext compare (the first "
                     "trainer is the baseline). Run the same command again to resume: finished steps are kept. "
@@ -397,9 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-tr", nargs="+", default=None,
                        help="trainers, baseline first (default: nnUNetTrainer nnUNetTrainerSkeletonRecall "
                             "nnUNetTrainerClDice)")
-    study.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D (default) or 3D benchmark")
-    study.add_argument("--epochs", type=int, default=None, help="epochs per trainer (default 8)")
-    study.add_argument("--iterations", type=int, default=None, help="iterations per epoch (default 250)")
+    study.add_argument("--dim", type=int, choices=(2, 3), default=2,
+                       help="2D (default) or 3D benchmark (two touching, crossing vessel classes)")
+    study.add_argument("--epochs", type=int, default=None, help="epochs per trainer (default 8 in 2D, 2 in 3D)")
+    study.add_argument("--iterations", type=int, default=None,
+                       help="iterations per epoch (default 250 in 2D, 60 in 3D)")
+    study.add_argument("--repeats", type=int, default=1,
+                       help="train every trainer N times with seeds 0..N-1 and compare the per-case means, with the "
+                            "spread between repeats beside each difference (default 1)")
+    study.add_argument("--slice-step", type=int, default=1,
+                       help="3D only: keep every K-th slice (spacing 1 x 1 x K, anisotropic); default 1")
     study.add_argument("--full", action="store_true", help="nnU-Net's own budget, 1000 epochs x 250 (a GPU's job)")
     study.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     study.add_argument("--tiny", action="store_true", help="a smoke run: 5 + 6 cases of 32x32, 1 epoch x 2 "

@@ -19,7 +19,12 @@ from nnunet_ext.data.synthetic_image import ImageParams, thin_structure_image
 
 @dataclass(frozen=True)
 class TreeParams:
-    """How a vessel tree grows (lengths and radii in voxels)."""
+    """How a vessel tree grows (lengths and radii in voxels).
+
+    ``class_per_tree``: every root's whole tree is one class (root r: class ``r % n_classes + 1``), so trees of
+    different classes touch and cross like arteries and veins; False: the branches of a tree take the classes in
+    turn. ``start_range``: roots start in this fraction of each axis (narrow: the trees meet).
+    """
 
     n_roots: int = 1
     root_radius: float = 4.0
@@ -29,6 +34,26 @@ class TreeParams:
     branch_probability: float = 0.02
     turn_sigma: float = 0.12
     max_points: int = 6000
+    class_per_tree: bool = False
+    start_range: tuple[float, float] = (0.15, 0.85)
+
+    def __post_init__(self) -> None:
+        if self.n_roots < 1 or self.max_points < 1:
+            raise ValueError(f"TreeParams needs n_roots >= 1 and max_points >= 1, got {self.n_roots} and "
+                             f"{self.max_points}")
+        if not 0 < self.min_radius <= self.root_radius:
+            raise ValueError(f"TreeParams needs 0 < min_radius <= root_radius, got {self.min_radius} and "
+                             f"{self.root_radius}")
+        low, high = self.start_range
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"TreeParams.start_range must be (low, high) with 0 <= low <= high <= 1 (roots start "
+                             f"in that fraction of each axis), got {self.start_range}")
+
+
+# Artery/vein-like: one tree per root, class per tree (roots 1, 3 -> class 1; 2, 4 -> class 2 of two), starting near
+# the middle so that trees of different classes touch and cross; radius 4 -> 1 voxel along the way.
+CROSSING_TREES = TreeParams(n_roots=4, root_radius=4.0, min_radius=1.0, radius_decay=0.99, branch_probability=0.04,
+                            max_points=3000, class_per_tree=True, start_range=(0.35, 0.65))
 
 
 def _random_unit_vectors(rng: np.random.Generator, ndim: int) -> np.ndarray:
@@ -37,18 +62,18 @@ def _random_unit_vectors(rng: np.random.Generator, ndim: int) -> np.ndarray:
 
 
 def _grow_centreline(shape: tuple[int, ...], params: TreeParams,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random branching walk. Returns points (n, ndim), radii (n,) and branch ids (n,)."""
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random branching walk. Returns points (n, ndim), radii (n,), branch ids (n,) and root ids (n,)."""
     ndim = len(shape)
     extent = np.asarray(shape, dtype=float)
     walkers = []
     for _ in range(params.n_roots):
-        start = extent * rng.uniform(0.15, 0.85, size=ndim)
-        walkers.append([start, _random_unit_vectors(rng, ndim), params.root_radius, len(walkers)])
-    points, radii, branch = [], [], []
+        start = extent * rng.uniform(*params.start_range, size=ndim)
+        walkers.append([start, _random_unit_vectors(rng, ndim), params.root_radius, len(walkers), len(walkers)])
+    points, radii, branch, roots = [], [], [], []
     n_branches = len(walkers)
     while walkers and len(points) < params.max_points:
-        pos, direction, radius, bid = walkers.pop()
+        pos, direction, radius, bid, root = walkers.pop()
         while len(points) < params.max_points:
             inside = np.all(pos >= 0) and np.all(pos <= extent - 1)
             if not inside or radius < params.min_radius * 0.999:
@@ -56,6 +81,7 @@ def _grow_centreline(shape: tuple[int, ...], params: TreeParams,
             points.append(pos.copy())
             radii.append(radius)
             branch.append(bid)
+            roots.append(root)
             direction = direction + rng.normal(scale=params.turn_sigma, size=ndim)
             direction /= np.linalg.norm(direction)
             pos = pos + params.step * direction
@@ -68,11 +94,11 @@ def _grow_centreline(shape: tuple[int, ...], params: TreeParams,
                 side /= max(np.linalg.norm(side), 1e-6)
                 child_dir = direction + 0.8 * side
                 walkers.append([pos.copy(), child_dir / np.linalg.norm(child_dir),
-                                max(radius * 0.7, params.min_radius), n_branches])
+                                max(radius * 0.7, params.min_radius), n_branches, root])
                 n_branches += 1
     if not points:
-        return np.zeros((0, ndim)), np.zeros(0), np.zeros(0, dtype=int)
-    return np.asarray(points), np.asarray(radii), np.asarray(branch)
+        return np.zeros((0, ndim)), np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    return np.asarray(points), np.asarray(radii), np.asarray(branch), np.asarray(roots)
 
 
 def _rasterize_balls(shape: tuple[int, ...], points: np.ndarray, radii: np.ndarray,
@@ -101,7 +127,7 @@ def vessel_tree(shape: tuple[int, ...], seed: int = 0, n_classes: int = 1,
         shape: (X, Y) or (X, Y, Z).
         seed: random seed; the same seed gives the same tree.
         n_classes: number of foreground classes; branches are assigned classes
-            1..n_classes in turn (class 1 for the trunk).
+            1..n_classes in turn (class 1 for the trunk), or whole trees with ``params.class_per_tree``.
         params: growth parameters (``TreeParams()`` by default).
 
     Returns:
@@ -113,8 +139,8 @@ def vessel_tree(shape: tuple[int, ...], seed: int = 0, n_classes: int = 1,
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
     params = params or TreeParams()
     rng = np.random.default_rng(seed)
-    points, radii, branch = _grow_centreline(tuple(shape), params, rng)
-    values = (branch % n_classes) + 1
+    points, radii, branch, roots = _grow_centreline(tuple(shape), params, rng)
+    values = ((roots if params.class_per_tree else branch) % n_classes) + 1
     return _rasterize_balls(tuple(shape), points, radii, values)
 
 

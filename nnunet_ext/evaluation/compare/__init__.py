@@ -1,7 +1,8 @@
 """Paired comparison of methods on the same cases: per-case topology/Dice summaries, statistics, report, figure."""
 
+from nnunet_ext.evaluation.compare.repeats import compare_repeats, mean_over_repeats
 from nnunet_ext.evaluation.compare.report import ComparisonError, compare_summaries, markdown_table, write_comparison
-from nnunet_ext.evaluation.compare.statistics import paired_difference
+from nnunet_ext.evaluation.compare.statistics import paired_difference, repeat_spread
 from nnunet_ext.evaluation.compare.summaries import (
     PerCase,
     SummaryError,
@@ -10,5 +11,6 @@ from nnunet_ext.evaluation.compare.summaries import (
     refuse_repeated_files,
 )
 
-__all__ = ["ComparisonError", "PerCase", "SummaryError", "compare_summaries", "cross_validation_summary",
-           "load_summary", "markdown_table", "paired_difference", "refuse_repeated_files", "write_comparison"]
+__all__ = ["ComparisonError", "PerCase", "SummaryError", "compare_repeats", "compare_summaries",
+           "cross_validation_summary", "load_summary", "markdown_table", "mean_over_repeats", "paired_difference",
+           "refuse_repeated_files", "repeat_spread", "write_comparison"]

@@ -15,7 +15,14 @@ from nnunet_ext.evaluation.compare.statistics import (
     SIGNIFICANCE,
     paired_difference,
 )
-from nnunet_ext.evaluation.compare.summaries import METRIC_DIRECTIONS, PerCase, SummaryError, abbreviated
+from nnunet_ext.evaluation.compare.summaries import (
+    METRIC_DIRECTIONS,
+    PerCase,
+    SummaryError,
+    abbreviated,
+    compared_metrics,
+    higher_is_better,
+)
 
 OUTPUT_FILES = ("comparison.json", "comparison.md", "comparison.png")
 
@@ -45,14 +52,15 @@ def compare_summaries(summaries: dict[str, PerCase], chill: bool = False) -> dic
 
     ``{"baseline", "methods", "cases", "bootstrap": {...}, "note", "metrics": {METRIC: {"higher_is_better",
     "per_method": {name: {"mean", "std"}}, "versus_baseline": {name: paired_difference(...)}}}}``, for the metrics
-    of ``METRIC_DIRECTIONS`` that every summary has. Means and stds over the paired cases, NaN-ignoring.
+    of ``METRIC_DIRECTIONS`` (and their ``merged`` versions) that every summary has. Means and stds over the
+    paired cases, NaN-ignoring.
     """
     if len(summaries) < 2:
         raise ComparisonError(f"need at least two summaries to compare (the first is the baseline), got "
                               f"{len(summaries)}")
     names = list(summaries)
     cases = paired_cases(summaries, chill)
-    present = [m for m in METRIC_DIRECTIONS
+    present = [m for m in compared_metrics()
                if all(m in summaries[name][case] for name in names for case in cases)]
     if not present:
         raise ComparisonError(f"the summaries share no metric of {list(METRIC_DIRECTIONS)}")
@@ -61,10 +69,10 @@ def compare_summaries(summaries: dict[str, PerCase], chill: bool = False) -> dic
     for metric in present:
         values = {name: np.array([summaries[name][case][metric] for case in cases]) for name in names}
         metrics[metric] = {
-            "higher_is_better": METRIC_DIRECTIONS[metric],
+            "higher_is_better": higher_is_better(metric),
             "per_method": {name: {"mean": _nan_stat(np.nanmean, v), "std": _nan_stat(np.nanstd, v)}
                            for name, v in values.items()},
-            "versus_baseline": {name: paired_difference(values[baseline], values[name], METRIC_DIRECTIONS[metric])
+            "versus_baseline": {name: paired_difference(values[baseline], values[name], higher_is_better(metric))
                                 for name in names[1:]},
         }
     note = None
@@ -99,13 +107,24 @@ def markdown_table(comparison: dict) -> str:
         for n in names[1:]:
             d = result["versus_baseline"][n]
             verdict = {True: " **better**", False: " **worse**", None: ""}[d["better"]]
+            if d.get("verdict_withheld"):
+                verdict = " (within run-to-run spread)"
+            spread = ""
+            if "repeats" in d:
+                lo, hi = d["repeats"]["range"]
+                spread = f"; repeats [{_fmt(lo)}, {_fmt(hi)}], spread {_fmt(d['repeats']['run_to_run_spread'])}"
             cells.append(f"{_fmt(d['mean_difference'])} [{_fmt(d['ci95'][0])}, {_fmt(d['ci95'][1])}], "
-                         f"p = {_fmt(d['wilcoxon_p'])}{verdict}")
+                         f"p = {_fmt(d['wilcoxon_p'])}{spread}{verdict}")
         rows.append("| " + " | ".join(cells) + " |")
     lines = [f"Paired comparison on {comparison['cases']} cases, baseline {baseline}. Differences are "
              f"method − baseline (mean over cases; ↑ higher is better, ↓ lower is better), 95% CI by a percentile "
              f"bootstrap ({comparison['bootstrap']['resamples']} resamples, seed {comparison['bootstrap']['seed']}), "
              f"p from a two-sided Wilcoxon signed-rank test; **better**/**worse** where p < {SIGNIFICANCE}.", ""]
+    if comparison.get("repeats"):
+        lines += [f"Every method was trained {comparison['repeats']} times (seeds): values are per-case means over "
+                  f"the repeats; 'repeats [lo, hi]' is the range of the per-repeat mean differences and 'spread' the "
+                  f"run-to-run spread (the larger range of the two methods' per-repeat means); "
+                  f"{comparison['repeat_rule']}.", ""]
     if comparison["note"]:
         lines += [f"**Note:** {comparison['note']}.", ""]
     return "\n".join(lines + rows) + "\n"

@@ -50,3 +50,38 @@ def paired_difference(baseline: np.ndarray, method: np.ndarray, higher_is_better
         better = (mean > 0) == higher_is_better
     return {"mean_difference": mean, "ci95": list(bootstrap_ci95(differences)), "wilcoxon_p": p, "better": better,
             "cases": n}
+
+
+def repeat_spread(baseline_runs: list[np.ndarray], method_runs: list[np.ndarray]) -> dict:
+    """How much a difference moves between repeated trainings: repeat r of the method against repeat r of the
+    baseline, each a (cases,) array of one metric on the same cases (NaN pairs left out).
+
+    Returns ``{"per_repeat_mean_differences": [d_r], "range": [min d_r, max d_r], "run_to_run_spread": s}`` with
+    ``s`` the larger of the two methods' ranges (max − min) of their per-repeat means over cases.
+    """
+    if len(baseline_runs) != len(method_runs) or not baseline_runs:
+        raise ValueError(f"need the same number (>= 1) of repeats of both methods, got {len(baseline_runs)} and "
+                         f"{len(method_runs)}")
+    differences, baseline_means, method_means = [], [], []
+    for baseline, method in zip(baseline_runs, method_runs):
+        baseline, method = np.asarray(baseline, dtype=float), np.asarray(method, dtype=float)
+        keep = ~(np.isnan(baseline) | np.isnan(method))
+        if not keep.any():
+            return {"per_repeat_mean_differences": [math.nan] * len(baseline_runs), "range": [math.nan, math.nan],
+                    "run_to_run_spread": math.nan}
+        differences.append(float((method[keep] - baseline[keep]).mean()))
+        baseline_means.append(float(baseline[keep].mean()))
+        method_means.append(float(method[keep].mean()))
+    spread = max(max(baseline_means) - min(baseline_means), max(method_means) - min(method_means))
+    return {"per_repeat_mean_differences": differences, "range": [min(differences), max(differences)],
+            "run_to_run_spread": float(spread)}
+
+
+def clears_the_spread(mean_difference: float, spread: dict) -> bool:
+    """Whether a mean difference stands out of the run-to-run noise: every repeat's difference has its sign and
+    it is larger than the run-to-run spread (``repeat_spread``)."""
+    lo, hi = spread["range"]
+    if math.isnan(mean_difference) or math.isnan(lo) or mean_difference == 0:
+        return False
+    same_sign = lo > 0 if mean_difference > 0 else hi < 0
+    return same_sign and abs(mean_difference) > spread["run_to_run_spread"]

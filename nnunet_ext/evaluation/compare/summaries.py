@@ -21,6 +21,17 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "FP": False, "FN": False,
 }
 SUMMARY_NAMES = ("summary_topology.json", "summary.json")
+MERGED_PREFIX = "merged "  # a metric of all foreground classes as one (``nnunet-ext study``), e.g. "merged clDice"
+
+
+def compared_metrics() -> list[str]:
+    """Every metric a comparison may hold, in table order: the class averages, then the merged ones."""
+    return [*METRIC_DIRECTIONS, *(MERGED_PREFIX + m for m in METRIC_DIRECTIONS)]
+
+
+def higher_is_better(metric: str) -> bool:
+    """The direction of a compared metric (``merged X`` as ``X``)."""
+    return METRIC_DIRECTIONS[metric.removeprefix(MERGED_PREFIX)]
 
 PerCase = dict[str, dict[str, float]]
 """case name -> metric -> value (NaN where every class is NaN for that case)."""
