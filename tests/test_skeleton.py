@@ -151,6 +151,15 @@ def test_vessel_tree_3d_matches_reference(seed, n_classes):
     check_against_reference(seg)
 
 
+@pytest.mark.parametrize("corner", [(10, 10, 10), (5, 15, 20)])
+def test_tree_cut_by_the_patch_faces_matches_reference(corner):
+    """A training patch is a crop of a volume: vessels cross its faces, where the tube is clipped."""
+    seg = tree_3d(1, 3)[tuple(slice(c, c + 28) for c in corner)]
+    touched = sum((np.take(seg, i, axis=a) > 0).any() for a in range(3) for i in (0, -1))
+    assert touched >= 4, "the crop should cut vessels on most faces"
+    check_against_reference(seg)
+
+
 @pytest.mark.parametrize("shape", [(17, 23), (9, 10, 11)])
 def test_empty_map(shape):
     seg = np.zeros(shape, dtype=np.uint8)
