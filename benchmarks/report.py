@@ -211,6 +211,34 @@ def render_distance_fields(data: dict) -> list[str]:
             describe_run(data, times_note(s["repeats"], True))]
 
 
+def render_hausdorff_fields(data: dict) -> list[str]:
+    s, rows, differences = data["settings"], [], []
+    for case_name, case in data["results"]["cases"].items():
+        t = case["times_ms"]
+        given = next(k for k in t if "given" in k)
+        for variant, runs in t.items():
+            if variant.startswith("DistanceFieldTransform"):
+                label = f"{variant} (saved by the device variant, {case['batch']} per step)"
+                ratio = "—"
+            else:
+                label, ratio = variant, "1" if variant == given else median_range(ratios(runs, t[given]), 2, "×")
+            rows.append([case_name, label, median_range(runs, 0), ratio])
+        differences.append(case["full_resolution_difference"])
+    scales = ", ".join(f"{x:g}" for x in next(iter(data["results"]["cases"].values()))["scales"])
+    runs = (f"{times_note(s['repeats'], True)} Losses: forward + backward through nnU-Net's DeepSupervisionWrapper "
+            f"over the scales {scales} (nnU-Net's weights); the transform: one sample's label map, one worker. "
+            f"Largest |loss with the workers' d_g − loss with d_g on the device| at full resolution: "
+            f"{max(differences):.1e}.")
+    missing = [name for name in s["cases"] if name not in data["results"]["cases"]]
+    if missing:
+        runs += f" Not measured (the run was stopped): {', '.join(missing)}."
+    fields = s.get("worker_fields") or {}
+    if fields:
+        installed = f" (the edt package {fields['edt']} is installed)" if fields.get("edt") else ""
+        runs += f" Workers' fields by {fields['module']}{installed}."
+    return [*table(["case", "cost", "ms", "× d_g given"], rows), "", describe_run(data, runs)]
+
+
 def render_hausdorff_weight(data: dict) -> list[str]:
     rows = []
     for r in data["results"]["rows"]:
@@ -276,6 +304,7 @@ RENDERERS: dict[str, Renderer] = {
     "cldice": Renderer(_results("cldice"), render_cldice),
     "distance-fields": Renderer(_results("distance_fields"), render_distance_fields),
     "hausdorff-weight": Renderer(_results("hausdorff_weight"), render_hausdorff_weight),
+    "hausdorff-fields": Renderer(_results("hausdorff_fields"), render_hausdorff_fields),
     "gpu-check": Renderer(_results("gpu_check"), render_gpu_check, when_missing=NOT_MEASURED_GPU),
     "study-2d": Renderer("docs/study/comparison.json", render_study),
 }

@@ -116,6 +116,23 @@ def test_the_timed_trainers_are_short_runs_written_by_the_shared_writer(gpu_chec
     assert timed.skip_final_validation == "timed run"
 
 
+def test_on_cuda_the_device_fields_variant_is_compared_with_its_trainer(gpu_check):
+    trainers = gpu_check.default_trainers()
+    assert gpu_check.with_comparisons(trainers, "cpu") == trainers  # the CPU smoke test runs what it is given
+    on_cuda = gpu_check.with_comparisons(trainers, "cuda")
+    at = on_cuda.index("nnUNetTrainerHausdorffDT")
+    assert on_cuda[at + 1] == "nnUNetTrainerHausdorffDTDeviceFields" and len(on_cuda) == len(trainers) + 1
+    assert gpu_check.with_comparisons(["nnUNetTrainer"], "cuda") == ["nnUNetTrainer"]  # only with its trainer
+    runs = [gpu_check.RunResult(label=name, trainer=name, num_gpus=1, status="ok", seconds_per_iteration=seconds,
+                                memory_bytes={"peak_allocated": memory})
+            for name, seconds, memory in (("nnUNetTrainerHausdorffDT", 0.5, 4), ("nnUNetTrainerHausdorffDTDeviceFields",
+                                                                                0.4, 5))]
+    assert gpu_check.comparison_lines(runs) == [
+        "nnUNetTrainerHausdorffDTDeviceFields vs nnUNetTrainerHausdorffDT (Hausdorff DT ground-truth fields on the "
+        "GPU, not in the data-loader workers): s/iteration 0.80×, peak memory (peak_allocated) 1.25×."]
+    assert gpu_check.comparison_lines(runs[:1]) == []
+
+
 def test_ddp_runs_only_with_two_gpus(gpu_check):
     trainers = gpu_check.default_trainers()
     assert [s.label for s in gpu_check.run_specs(trainers, 1, "cuda", ddp=True)] == trainers

@@ -30,6 +30,7 @@ from nnunet_ext.losses import (
     RegionClCELoss,
     RegionClDiceLoss,
     RegionComboLoss,
+    RegionHausdorffDTLoss,
     RegionSkeletonRecallLoss,
     SoftClDiceLoss,
     SoftSkeletonRecallLoss,
@@ -39,6 +40,7 @@ from nnunet_ext.trainers import (
     nnUNetTrainerClDice,
     nnUNetTrainerCombo,
     nnUNetTrainerHausdorffDT,
+    nnUNetTrainerHausdorffDTDeviceFields,
     nnUNetTrainerSkeletonRecall,
     nnUNetTrainerUNet3PlusCGM,
     nnUNetTrainerUNetWeightedCE,
@@ -310,19 +312,42 @@ def test_bad_region_definitions_are_refused_at_initialize(trainer_env: NnunetWor
         trainer.initialize()
 
 
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerHausdorffDT, nnUNetTrainerHausdorffDTDeviceFields],
+                         ids=lambda c: c.__name__)
 def test_hausdorff_dt_on_regions_with_an_ignore_label_names_its_own_loss(trainer_env: NnunetWorkspace,
-                                                                        dataset_regions: Path) -> None:
+                                                                        dataset_regions: Path,
+                                                                        trainer_class: type) -> None:
     """Issue 22: the refusal spoke of "the skeleton and topology losses" to a Hausdorff DT user."""
     dataset_json = json.loads((dataset_regions / "dataset.json").read_text())
     dataset_json["labels"] = {**dataset_json["labels"], "ignore": 3}
-    trainer = make_trainer(trainer_env, dataset_regions, nnUNetTrainerHausdorffDT, dataset_json=dataset_json)
+    trainer = make_trainer(trainer_env, dataset_regions, trainer_class, dataset_json=dataset_json)
     with pytest.raises(RegionDefinitionError) as refused:
         trainer.initialize()
     message = str(refused.value)
-    assert message.startswith("nnUNetTrainerHausdorffDT does not support region-based training combined with an "
+    assert message.startswith(f"{trainer_class.__name__} does not support region-based training combined with an "
                               "ignore label (dataset.json 'ignore': 3): its RegionHausdorffDTLoss reads the region "
                               "channels only"), message
     assert "skeleton" not in message and "\n" not in message
+
+
+def test_hausdorff_device_fields_on_regions_equal_the_pipeline_fields(trainer_env: NnunetWorkspace,
+                                                                     dataset_regions: Path) -> None:
+    """distance_fields_on_device: the regions alone in the target; at full resolution the loss of the workers'
+    region fields."""
+    device = make_trainer(trainer_env, dataset_regions, nnUNetTrainerHausdorffDTDeviceFields)
+    device.initialize()
+    pipeline = make_trainer(trainer_env, dataset_regions, nnUNetTrainerHausdorffDT)
+    pipeline.initialize()
+    hd_device, hd_pipeline = device.loss.loss.losses[1], pipeline.loss.loss.losses[1]
+    assert isinstance(hd_device, RegionHausdorffDTLoss) and device.loss.loss.targets[1] == "labels"
+    batch = next(device.get_dataloaders()[0])
+    assert [t.shape[1] for t in batch["target"]] == [2] * len(batch["target"])  # the regions, no fields
+    device.on_train_epoch_start()
+    assert np.isfinite(device.train_step(batch)["loss"])
+    full = next(pipeline.get_dataloaders()[0])["target"][0]  # regions, then the workers' fields
+    logits = 3 * torch.randn(full.shape[0], 2, *full.shape[2:], generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(hd_device(logits, full[:, :2]), hd_pipeline(logits, full[:, :2], full[:, 2:]),
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.full

@@ -80,6 +80,7 @@ VARIANTS = {
     "nnUNetTrainerClDice_w0p5": "nnUNetTrainerClDice",
     "nnUNetTrainerClDice_w2": "nnUNetTrainerClDice",
     "nnUNetTrainerCombo_b0p7": "nnUNetTrainerCombo",
+    "nnUNetTrainerHausdorffDTDeviceFields": "nnUNetTrainerHausdorffDT",  # no distance block: fields on the device
     "nnUNetTrainerHausdorffDT_w0p1": "nnUNetTrainerHausdorffDT",
     "nnUNetTrainerHausdorffDT_w10": "nnUNetTrainerHausdorffDT",
     "nnUNetTrainerSkeletonRecall_w0p5": "nnUNetTrainerSkeletonRecall",

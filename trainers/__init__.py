@@ -20,6 +20,7 @@ from nnunet_ext.trainers.nnUNetTrainerHausdorffDT import (
     nnUNetTrainerHausdorffDT,
     nnUNetTrainerHausdorffDT_w0p1,
     nnUNetTrainerHausdorffDT_w10,
+    nnUNetTrainerHausdorffDTDeviceFields,
 )
 from nnunet_ext.trainers.nnUNetTrainerSkeletonRecall import (
     nnUNetTrainerSkeletonRecall,
@@ -49,6 +50,7 @@ __all__ = [
     "nnUNetTrainerCombo",
     "nnUNetTrainerCombo_b0p7",
     "nnUNetTrainerHausdorffDT",
+    "nnUNetTrainerHausdorffDTDeviceFields",
     "nnUNetTrainerHausdorffDT_w0p1",
     "nnUNetTrainerHausdorffDT_w10",
     "nnUNetTrainerSkeletonRecall",

@@ -3,8 +3,12 @@
 Label maps: ``DistanceFieldTransform`` appends one field per foreground class (target: labels, C - 1 fields);
 region-based training: ``RegionDistanceFieldTransform`` appends one field per region after nnU-Net's region
 conversion (R regions, R fields). Distances are in mm: the configuration's spacing. The fields are computed with
-scipy in the data-loader workers, at full resolution, before nnU-Net's deep-supervision downsampling, which
+the edt package in the data-loader workers, at full resolution, before nnU-Net's deep-supervision downsampling, which
 samples them (nearest neighbour) at every output scale.
+
+``distance_fields_on_device = True`` (a class attribute of the trainer) adds no block: the workers compute no
+field, and the loss computes the fields of the labels it is given on the training device, at every scale from
+that scale's (downsampled) labels.
 """
 
 from __future__ import annotations
@@ -15,10 +19,16 @@ from nnunet_ext.transforms.extra_target_transform import ExtraTargetTransform
 
 
 class DistanceTargetMixin(ExtraTargetMixin):
-    """Adds the ``distance`` target block: ``DistanceFieldTransform`` (or ``RegionDistanceFieldTransform``)."""
+    """Adds the ``distance`` target block: ``DistanceFieldTransform`` (or ``RegionDistanceFieldTransform``),
+    unless ``distance_fields_on_device``."""
+
+    distance_fields_on_device: bool = False
 
     @classmethod
     def extra_target_transforms(cls, context: TargetContext) -> list[ExtraTargetTransform]:
+        transforms = super().extra_target_transforms(context)
+        if cls.distance_fields_on_device:
+            return transforms
         if context.regions is not None:
             distance = RegionDistanceFieldTransform(len(context.regions), context.spacing)
         elif context.foreground_labels is None:
@@ -28,4 +38,4 @@ class DistanceTargetMixin(ExtraTargetMixin):
         else:
             distance = DistanceFieldTransform(len(context.foreground_labels) + 1, context.spacing,
                                               context.ignore_label)
-        return [*super().extra_target_transforms(context), distance]
+        return [*transforms, distance]

@@ -163,8 +163,9 @@ class ExtraTargetMixin:
     def initialize(self) -> None:
         super().initialize()  # (LossTermsMixin checks the region definitions while it builds the loss)
         transforms = self.placed_target_transforms(self.target_context())
+        appended = ", ".join(map(repr, transforms)) or "nothing (nnU-Net's own target)"
         self.print_to_log_file(f"nnunet_ext target: {self.target_layout()}; appended in the data pipeline by "
-                               + ", ".join(map(repr, transforms)))
+                               f"{appended}")
 
     def validation_step(self, batch: dict) -> dict:
         # nnU-Net's validation step uses the target twice: for the loss (which needs the

@@ -9,6 +9,13 @@ spacing or the patch size. λ = 1, reached after a linear ramp over the first 10
 at a mid-training state the term's gradient is about a fifth of the Dice term's; at initialization it would be
 thousands of times larger). Change ``hausdorff_weight``, ``hausdorff_ramp_fraction`` or ``hausdorff_alpha`` in a
 subclass in your own nnUNet_extTrainer folder.
+
+``distance_fields_on_device = True`` (or ``nnUNetTrainerHausdorffDTDeviceFields``): the workers compute no field
+(no ``distance`` block), and the loss computes the ground-truth fields from the labels on the training device
+too (exact torch EDT, no host sync). At full resolution both give the same loss. At a coarser deep-supervision
+scale they differ: the pipeline's fields are the full-resolution fields sampled (nearest neighbour) at the
+downsampled labels' voxels, the device's are the fields *of* the downsampled labels with that scale's voxel size
+(the definition applied at that scale, as for the prediction's field).
 """
 
 from __future__ import annotations
@@ -21,10 +28,17 @@ from nnunet_ext.trainers.distance_target_mixin import DistanceTargetMixin
 from nnunet_ext.trainers.ext_trainer_base import ExtTrainerBase
 
 
-def hausdorff_term(trainer: nnUNetTrainer, weight: float, alpha: float = 2.0) -> LossTerm:
+def hausdorff_term(trainer: nnUNetTrainer, weight: float, alpha: float = 2.0,
+                   fields_on_device: bool | None = None) -> LossTerm:
     """An HD_DT loss term configured from a trainer's plans (spacing, patch size, batch_dice, DDP, ignore label,
-    regions), distances in percent of the patch diagonal; it reads the ``labels`` and ``distance`` blocks, so the
-    trainer needs ``DistanceTargetMixin``."""
+    regions), distances in percent of the patch diagonal.
+
+    It reads the ``labels`` and ``distance`` blocks (the trainer needs ``DistanceTargetMixin``), or, with
+    ``fields_on_device`` (default: the trainer's ``distance_fields_on_device``, False without it), the ``labels``
+    only: the loss computes the ground-truth fields on the device.
+    """
+    if fields_on_device is None:
+        fields_on_device = getattr(trainer, "distance_fields_on_device", False)
     configuration = trainer.configuration_manager
     settings = dict(alpha=alpha, spacing=configuration.spacing, patch_size=configuration.patch_size,
                     distance_scale=patch_diagonal(configuration.spacing, configuration.patch_size) / 100,
@@ -33,11 +47,15 @@ def hausdorff_term(trainer: nnUNetTrainer, weight: float, alpha: float = 2.0) ->
         loss = RegionHausdorffDTLoss(**settings)
     else:
         loss = HausdorffDTLoss(**settings, ignore_label=trainer.label_manager.ignore_label)
-    return LossTerm(loss, weight, ("labels", "distance"))
+    return LossTerm(loss, weight, "labels" if fields_on_device else ("labels", "distance"))
 
 
 class nnUNetTrainerHausdorffDT(DistanceTargetMixin, ExtTrainerBase):
-    """nnU-Net's CE + Dice plus λ * HD_DT (α = 2, distances in percent of the patch diagonal, λ ramped to 1)."""
+    """nnU-Net's CE + Dice plus λ * HD_DT (α = 2, distances in percent of the patch diagonal, λ ramped to 1).
+
+    ``distance_fields_on_device`` (default False): True computes the ground-truth fields on the training device
+    from the labels of each deep-supervision scale instead of in the data-loader workers (see the module).
+    """
 
     hausdorff_weight: float = 1.0
     hausdorff_alpha: float = 2.0
@@ -69,3 +87,9 @@ class nnUNetTrainerHausdorffDT_w0p1(nnUNetTrainerHausdorffDT):
 
 class nnUNetTrainerHausdorffDT_w10(nnUNetTrainerHausdorffDT):
     hausdorff_weight = 10.0
+
+
+class nnUNetTrainerHausdorffDTDeviceFields(nnUNetTrainerHausdorffDT):
+    """The ground-truth distance fields on the training device, none in the data-loader workers."""
+
+    distance_fields_on_device = True

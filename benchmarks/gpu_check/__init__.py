@@ -5,7 +5,9 @@ generator) into --workdir, plans and preprocesses it with nnU-Net's own ``nnUNet
 -c 3d_fullres`` (nnU-Net's patch and batch size for ~8 GB), then trains each trainer for --iterations
 iterations through ``nnUNetv2_train`` with nnU-Net's defaults on the GPU (AMP with a GradScaler,
 torch.compile on; validation skipped) and prints a table: s/iteration, peak GPU memory (allocated and
-reserved) and their ratios to nnUNetTrainer. With two or more GPUs also nnUNetTrainer and Skeleton Recall
+reserved) and their ratios to nnUNetTrainer. On CUDA, nnUNetTrainerHausdorffDTDeviceFields (the ground-truth
+distance fields on the GPU) also runs right after nnUNetTrainerHausdorffDT (the fields in the data-loader workers)
+whenever that runs, and a note compares the two. With two or more GPUs also nnUNetTrainer and Skeleton Recall
 with ``-num_gpus 2`` (DDP over NCCL). A trainer that fails (out of memory, ...) is reported with the
 tail of its log; the check goes on and exits non-zero. Finished trainers stay in the work folder:
 ``--resume`` continues a check that stopped at the --time-budget (default 540 s, to fit a 10-minute
@@ -31,12 +33,13 @@ folder); 3 no failure, but runs are left for ``--resume`` (time budget).
 # (the mixin inside the training processes, the only module that imports torch or nnunet_ext at import). Importing
 # the package imports the standard library only (benchmarks/report.py renders the table with it).
 
+from .comparisons import comparison_lines, with_comparisons
 from .config import RunResult, RunSpec, Settings, pending
 from .main import main
 from .reporting import exit_code, final_line, notes, results_record, results_table
 from .runs import execute, failure_reason
 from .trainers import UsageError, default_trainers, run_specs, select_trainers
 
-__all__ = ["RunResult", "RunSpec", "Settings", "UsageError", "default_trainers", "execute", "exit_code",
-           "failure_reason", "final_line", "main", "notes", "pending", "results_record", "results_table",
-           "run_specs", "select_trainers"]
+__all__ = ["RunResult", "RunSpec", "Settings", "UsageError", "comparison_lines", "default_trainers", "execute",
+           "exit_code", "failure_reason", "final_line", "main", "notes", "pending", "results_record", "results_table",
+           "run_specs", "select_trainers", "with_comparisons"]

@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 
 from .arguments import cuda_gpu_count, parse_args, settings_from_args
+from .comparisons import with_comparisons
 from .config import FIRST_RUN_ESTIMATE_S, NO_CUDA_MESSAGE, Settings
 from .data import prepare_data
 from .reporting import exit_code, print_report, results_record, save_results
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.update(nnunet_paths(workdir))  # nnunetv2 reads its folders when it is first imported
     try:
-        trainers = select_trainers(args.trainers)
+        trainers = with_comparisons(select_trainers(args.trainers), settings.device)
     except UsageError as error:
         print(f"gpu_check: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from .comparisons import comparison_lines, with_comparisons
 from .config import BASELINE, COMPILE_LOG_LINE, CONFIGURATION, GIB, RESULTS_JSON, RESULTS_MD, RunResult, Settings
 from .trainers import default_trainers
 
@@ -79,6 +80,7 @@ def notes(settings: Settings, results: list[RunResult]) -> list[str]:
     missing_compile = [r.label for r in done if r.compiled and not r.compile_logged]
     if missing_compile:
         lines.append(f"warning: '{COMPILE_LOG_LINE}' not in the log of {', '.join(missing_compile)}")
+    lines += comparison_lines(done)
     unstable = [r.label for r in done if not r.finite_losses]
     if unstable:
         lines.append(f"non-finite training losses (AMP overflow steps the GradScaler skips): {', '.join(unstable)}")
@@ -147,8 +149,9 @@ def save_results(workdir: Path, settings: Settings, results: list[RunResult]) ->
 
 
 def ordered(results: dict[str, RunResult]) -> list[RunResult]:
-    """Runs in the default order (nnUNetTrainer first, single-GPU runs before DDP runs)."""
-    order = default_trainers()
+    """Runs in the default order (nnUNetTrainer first, compared variants after their trainers, single-GPU runs
+    before DDP runs)."""
+    order = with_comparisons(default_trainers(), "cuda")  # a compared variant right after its trainer
 
     def key(run: RunResult) -> tuple:
         return run.num_gpus, order.index(run.trainer) if run.trainer in order else len(order), run.label
