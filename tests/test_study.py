@@ -16,10 +16,10 @@ from nnunet_ext.commands.study import TINY, Budget, write_study_trainers
 TRAINERS = ("nnUNetTrainer", "nnUNetTrainerSkeletonRecall")
 
 
-def _study(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def _study(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
     env = {**os.environ, "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1"}
     return subprocess.run([sys.executable, "-m", "nnunet_ext.commands.cli", "study", "--workdir", str(workdir), *args],
-                          capture_output=True, text=True, env=env, timeout=1200)
+                          capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.mark.full
@@ -190,7 +190,8 @@ def test_3d_defaults_and_repeats_option(tmp_path: Path) -> None:
 @pytest.mark.full
 def test_tiny_study_with_repeats_compares_means_and_reports_the_spread(tmp_path: Path) -> None:
     workdir = tmp_path / "study"
-    result = _study(workdir, "--tiny", "--repeats", "2", "-tr", *TRAINERS, "--device", "cpu")
+    # four trainings: twice the plain tiny study (about 20 min on a 2-core machine under a load of 14)
+    result = _study(workdir, "--tiny", "--repeats", "2", "-tr", *TRAINERS, "--device", "cpu", timeout=2400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "train nnUNetTrainer seed 1: starting" in result.stdout
     comparison = json.loads((workdir / "comparison" / "comparison.json").read_text())
@@ -223,3 +224,22 @@ def test_the_wall_time_estimate_adds_up_the_timed_steps() -> None:
     assert set(MEASURED_3D_CPU.train_step) == {"nnUNetTrainer", "nnUNetTrainerSkeletonRecall", "nnUNetTrainerClDice"}
     assert ESTIMATED_CPU_MINUTES[3] == round(estimated_minutes(BENCHMARKS[3], DEFAULT_BUDGETS[3], MEASURED_3D_CPU))
     assert ESTIMATED_CPU_MINUTES[3] <= 150
+
+
+def test_the_study_compares_the_means_over_repeats(tmp_path: Path) -> None:
+    """The study's last step with made-up per-case values of two repeats (the trainings are tested above)."""
+    import numpy as np
+
+    study = _recording_study(tmp_path, repeats=2)
+    base = np.linspace(0.4, 0.8, 8)
+
+    def runs(*shifts: float) -> list[dict]:
+        return [{f"c{i}.nii.gz": {"Dice": float(v + s), "merged clDice": float(v)} for i, v in enumerate(base)}
+                for s in shifts]
+
+    out = study.compare({TRAINERS[0]: runs(0.0, 0.01), TRAINERS[1]: runs(0.3, 0.32)})
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["repeats"] == 2 and list(comparison["metrics"]) == ["Dice", "merged clDice"]
+    d = comparison["metrics"]["Dice"]["versus_baseline"][TRAINERS[1]]
+    assert d["mean_difference"] == pytest.approx(0.305) and d["repeats"]["range"] == pytest.approx([0.3, 0.31])
+    assert "compare" in json.loads((study.workdir / "study.json").read_text())["wall_seconds"]
