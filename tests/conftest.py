@@ -240,8 +240,9 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
 
 # pytest-xdist (`-n 2 --dist loadfile`): the tests of one file run on one worker, so module fixtures are built once
 # and nnUNetv2_find_best_configuration finds the compiled runs' folds. (pytest-xdist 3.8's `loadgroup` has no effect
-# with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The compiled runs are the longest
-# work: they are collected first, so that their file is scheduled first and the workers finish together.
+# with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The compiled matrices are the
+# longest work, one file per trainer family: they are collected first, so that each worker starts with one of
+# them and the other files fill in around them.
 COMPILED_RUNS = ("test_trainers_train_compiled_and_predict", "test_find_best_configuration_compares_every_trainer")
 
 

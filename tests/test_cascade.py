@@ -28,8 +28,8 @@ from nnunet_ext.trainers import (
     nnUNetTrainerUNetV2SkeletonRecall,
 )
 from nnunet_ext.trainers.previous_stage_check_mixin import PreviousStageMissingError
+from tests.cli_runs import LEAN_PREDICTION, LEAN_TRAINING, TINY, read_image
 from tests.conftest import NnunetWorkspace, make_trainer, prepared_dataset
-from tests.test_nnunet_cli import LEAN_PREDICTION, LEAN_TRAINING, TINY, _read
 
 # full tier: trains two 3d_lowres folds and the cascade through nnU-Net's commands
 pytestmark = pytest.mark.full
@@ -106,8 +106,8 @@ def _check_predictions(dataset_folder: Path, out: Path) -> None:
     images = sorted((dataset_folder / "imagesTs").glob("*_0000.nii.gz"))
     assert images
     for image in images:
-        labels = _read(out / image.name.replace("_0000.nii.gz", ".nii.gz"))
-        assert labels.shape == _read(image).shape
+        labels = read_image(out / image.name.replace("_0000.nii.gz", ".nii.gz"))
+        assert labels.shape == read_image(image).shape
         assert set(np.unique(labels).tolist()) <= {0, 1}
 
 

@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from nnunet_ext.commands.nnunet_runs import nnunet_command
+from tests.cli_runs import TINY, fold_folder
 from tests.conftest import NnunetWorkspace
-from tests.test_nnunet_cli import TINY, _fold_folder
 
 # full tier: nnUNetv2_train runs on broken datasets
 pytestmark = pytest.mark.full
@@ -59,7 +59,7 @@ def test_non_integer_validation_labels_warn_at_start_and_training_still_succeeds
     _edit_labels(edited, lambda a: a.astype(np.float32) * 0.5)  # 0.5 where there is vessel
     result = ws.run("nnUNetv2_train", str(FRACTIONAL), "2d", "0", "-tr", TINY, "-device", "cpu",
                     extra_env={"NNUNET_EXT_TEST_EPOCHS": "1", "nnUNet_n_proc_DA": "0"})  # exit 0, or the test fails
-    fold = _fold_folder(ws, raw, "2d")
+    fold = fold_folder(ws, raw, "2d")
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     start, end = log.index("validation label file(s) hold non-integer values"), log.index("topology validation skipped")
     assert start < log.index("Epoch 0") < end  # reported when training starts, skipped at the end
