@@ -20,11 +20,15 @@ as the data pipeline delivers them. Every variant runs once to warm up, then ``-
 interleaved (each repeat runs every variant once), on the machine's default torch threads; the median
 is reported. Wall clock on the CPU: ratios are what carries over, not milliseconds.
 
+``--sr-formulations`` also times each of Skeleton Recall's sum formulations (``skeleton_recall.FORMULATIONS``)
+against the one-hot form at 3D 2x64^3 with 3, 5, 8 and 14 foreground classes and 2D 12x512^2 with 3: the
+measurement behind ``skeleton_recall.CPU_OWN_CLASS_MIN_CHANNELS`` (the crossover ``sum_formulation`` uses).
+
 Every run's time goes to benchmarks/results/losses.json (``--no-save``: not; a ``--quick`` run is not saved).
 
 Run:  .venv/bin/python benchmarks/bench_losses.py [--repeats 5] [--quick] [--skip-cldice] [--cases 3D]
           [--only "CE+Dice+cbDice" "CE+Dice+clCE"]   (--only: these variants next to nnU-Net's CE+Dice)
-          [--no-save] [--output FILE]
+          [--sr-formulations] [--no-save] [--output FILE]
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from nnunet_ext.losses import (
     unet_weight_map,
 )
 from nnunet_ext.losses.hausdorff_dt import patch_diagonal
+from nnunet_ext.losses.skeleton_recall import FORMULATIONS, negative_mean_recall, own_class_sums, sum_formulation
 
 NOT_TRAINER_LOSSES = {"CE+Dice (nnU-Net)", "SR ours", "SR one-hot"}  # (baselines and the SR-alone pair)
 # name: (batch, foreground classes, spatial, nnU-Net's batch_dice for such a configuration)
@@ -69,6 +74,12 @@ QUICK_CASES = {
     "3D 2x24^3, 14 classes": (2, 14, (24, 24, 24), False),
     "2D 4x64^2, 3 classes": (4, 3, (64, 64), True),
 }
+# the crossover sweep of --sr-formulations: name -> (batch, foreground classes, spatial, batch_dice)
+SR_SWEEP = {
+    **{f"3D 2x64^3, {k} classes": (2, k, (64, 64, 64), False) for k in (3, 5, 8, 14)},
+    "2D 12x512^2, 3 classes": (12, 3, (512, 512), True),
+}
+QUICK_SR_SWEEP = {f"3D 2x24^3, {k} classes": (2, k, (24, 24, 24), False) for k in (3, 14)}
 SKELETON_FRACTION = 0.06
 
 
@@ -207,6 +218,36 @@ def baseline_of(variant: str) -> str:
     return "SR one-hot" if variant.startswith("SR ") else "CE+Dice (nnU-Net)"
 
 
+def formulation_loss(name: str, batch_dice: bool) -> Callable:
+    """Skeleton Recall with the sums of formulation ``name`` (a key of ``FORMULATIONS``)."""
+    return lambda z, y, s: negative_mean_recall(*own_class_sums(z, s, name), batch_dice, False, 1e-5)
+
+
+def run_sr_formulations(sweep: dict, repeats: int) -> dict:
+    """Every SR sum formulation and the one-hot form, forward+backward, interleaved (the order alternates per
+    repeat); returns the record: per case the channels, the dispatched formulation, every run's ms."""
+    print("\nSkeleton Recall's sum formulations / one-hot (forward+backward)")
+    records = {}
+    for name, (batch, classes, spatial, batch_dice) in sweep.items():
+        logits, labels, skeleton = make_inputs(batch, classes, spatial)
+        losses = {"one-hot": lambda z, y, s, bd=batch_dice: one_hot_skeleton_recall(z, s, bd),
+                  **{k: formulation_loss(k, batch_dice) for k in FORMULATIONS}}
+        values = {k: forward_backward(f, logits, labels, skeleton)[1] for k, f in losses.items()}  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in losses}
+        for repeat in range(repeats):
+            for k in (list(losses) if repeat % 2 == 0 else list(losses)[::-1]):
+                times[k].append(forward_backward(losses[k], logits, labels, skeleton)[0] * 1000)
+        chosen = sum_formulation(classes + 1, "cpu")
+        records[name] = {"batch": batch, "classes": classes, "channels": classes + 1, "spatial": list(spatial),
+                         "dispatched": chosen, "times_ms": {k: [round(t, 3) for t in v] for k, v in times.items()},
+                         "values": values}
+        reference = statistics.median(times["one-hot"])
+        cells = [f"{k} {statistics.median(v) / reference:.2f}x{'*' if k == chosen else ''}"
+                 for k, v in times.items() if k != "one-hot"]
+        print(f"  {name:<24} one-hot {reference:7.1f} ms   " + "   ".join(cells) + "   (*: dispatched)")
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -214,6 +255,8 @@ def main() -> None:
     parser.add_argument("--skip-cldice", action="store_true", help="leave out CE+Dice+clDice (the slowest)")
     parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
     parser.add_argument("--only", nargs="+", help="run only these variants (and nnU-Net's CE+Dice)")
+    parser.add_argument("--sr-formulations", action="store_true",
+                        help="also time every Skeleton Recall sum formulation against the one-hot form (the crossover)")
     results_io.add_arguments(parser)
     args = parser.parse_args()
     if args.repeats < 1:
@@ -223,7 +266,8 @@ def main() -> None:
              if not args.cases or any(part in name for part in args.cases)}
     recording = results_io.Recording("losses", {"repeats": args.repeats, "quick": args.quick,
                                                 "skip_cldice": args.skip_cldice, "cases": list(cases),
-                                                "only": args.only, "skeleton_fraction": SKELETON_FRACTION},
+                                                "only": args.only, "skeleton_fraction": SKELETON_FRACTION,
+                                                "sr_formulations": args.sr_formulations},
                                      args, quick=args.quick)
     ratios, records = {}, {}
     for name, case in cases.items():
@@ -233,7 +277,10 @@ def main() -> None:
         parts = [f"SR/one-hot {r['sr']:.2f}x"] if "sr" in r else []
         parts += [f"{k} {v:.2f}x" for k, v in r.items() if k != "sr"]
         print(f"  {name:<24} " + "   ".join(parts))
-    recording.save({"cases": records})
+    results = {"cases": records}
+    if args.sr_formulations:
+        results["sr_formulations"] = run_sr_formulations(QUICK_SR_SWEEP if args.quick else SR_SWEEP, args.repeats)
+    recording.save(results)
 
 
 if __name__ == "__main__":
