@@ -53,11 +53,14 @@ def class_weights(classes: np.ndarray, known: np.ndarray) -> np.ndarray:
     """``N / (K * N_c)`` on every known voxel of class c, 0 on the others; float64, ``classes``' shape.
 
     ``classes``: non-negative integer classes."""
-    counts = np.bincount(classes[known].ravel())
+    all_known = bool(known.all())
+    counts = np.bincount((classes if all_known else classes[known]).ravel())
     present = np.count_nonzero(counts)
     if not present:
         return np.zeros(classes.shape, dtype=np.float64)
     per_class = np.divide(known.sum(), present * counts, out=np.zeros(len(counts)), where=counts > 0)
+    if all_known:  # (no copy of the patch through a mask, no clipping: the common case is fast)
+        return per_class[classes]
     return np.where(known, per_class[np.minimum(classes, len(counts) - 1)], 0.0)
 
 
@@ -95,7 +98,9 @@ def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ig
     labels = np.asarray(labels)
     _check_arguments(labels, w0, sigma, truncation)
     known = np.ones(labels.shape, dtype=bool) if ignore_label is None else labels != ignore_label
-    classes = np.where(labels > 0, labels, 0).astype(np.int64)
+    classes = np.maximum(labels, 0)  # (negative labels are background)
+    if classes.dtype.kind not in "iu":  # integer-valued floats, bools
+        classes = classes.astype(np.intp)
     weights = class_weights(classes, known)
     foreground = known & (classes > 0)
     objects, count = ndimage.label(foreground, structure=np.ones((3,) * labels.ndim, dtype=bool))
