@@ -87,8 +87,9 @@ def class_boundary_distances(labels: np.ndarray, classes: Sequence[int], spacing
 
 
 def _as_edt_labels(labels: np.ndarray) -> np.ndarray:
-    """``labels`` shifted to positive values (edt gives label 0 distance 0; every class needs its inside
-    distances, background included, and negative labels such as nnU-Net's -1 are labels of their own)."""
-    low = labels.min()
-    shifted = labels.astype(np.int64) - low + 1
-    return shifted.astype(np.uint32 if shifted.max() >= 2**16 else np.uint16)
+    """``labels`` for edt's multi-label pass: every label <= 0 (background, nnU-Net's -1) becomes 0, which edt
+    skips (0 distance; no class needs the background's inside distances, the most expensive ones on sparse
+    structures), the classes keep their values in the smallest unsigned type that holds them."""
+    positive = np.maximum(labels, 0)
+    top = int(positive.max())
+    return positive.astype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32)
