@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import shlex
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,28 @@ def render_pipeline_throughput(data: dict) -> list[str]:
     return [*table(["pipeline", "extra target", "batches/s", "× stock"], rows), "", describe_run(data, runs)]
 
 
+def render_worker_targets(data: dict) -> list[str]:
+    s, rounds = data["settings"], data["results"]["rounds"]
+    stock = [statistics.mean(r["stock"]) for r in rounds]
+    rows = [["nnU-Net's stock 3D training transforms", median_range(stock, 0), "1", "—"]]
+    for name in rounds[0]:
+        if name == "stock":
+            continue
+        means = [statistics.mean(r[name]) for r in rounds]
+        ratio = ratios(means, stock)
+        goal = s["goals"].get(name, s["goals"]["weight map"])
+        verdict = "met" if median_of(ratio) <= goal else "**not met**"
+        rows.append([name, median_range(means, 0), median_range(ratio, 2, "×"), f"≤ {goal:.2f}× ({verdict})"])
+    runs = (f"Median (min–max) over {count(len(rounds), 'round')} of {s['samples']} samples, one thread (one "
+            f"data-loader worker); a round's figure is the mean per sample, its ratio that mean over the stock "
+            f"mean of the same round. Vessel volumes of {s['classes']} classes cropped by the transforms from "
+            f"{'×'.join(map(str, s['initial_patch']))} to the {'×'.join(map(str, s['patch']))} patch; the cells: "
+            f"{', '.join(map(str, s['cell_counts']))} touching cells in one {'×'.join(map(str, s['patch']))} patch "
+            f"(one run each per round), against the same stock mean.")
+    return [*table(["what the worker computes", "ms per sample", "× stock augmentation", "goal"], rows), "",
+            describe_run(data, runs)]
+
+
 def render_networks(data: dict) -> list[str]:
     s, rows = data["settings"], []
     for case_name, results in data["results"]["cases"].items():
@@ -297,6 +320,7 @@ def _results(name: str) -> str:
 
 RENDERERS: dict[str, Renderer] = {
     "tubed-skeleton": Renderer(_results("tubed_skeleton"), render_tubed_skeleton),
+    "worker-targets": Renderer(_results("worker_targets"), render_worker_targets),
     "losses": Renderer(_results("losses"), render_losses),
     "pipeline-throughput": Renderer(_results("pipeline_throughput"), render_pipeline_throughput),
     "networks": Renderer(_results("networks"), render_networks),

@@ -23,24 +23,32 @@ def _study(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Complet
 
 
 @pytest.mark.full
-def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
+def test_tiny_study_with_repeats_runs_end_to_end_compares_means_and_resumes(tmp_path: Path) -> None:
+    """The whole study in its smoke mode with two repeats (four short trainings): steps, the comparison of the
+    means over repeats with the run-to-run spread, then a resume that keeps everything, and a refusal."""
     workdir = tmp_path / "study"
-    first = _study(workdir, "--tiny", "-tr", *TRAINERS, "--device", "cpu")
+    first = _study(workdir, "--tiny", "--repeats", "2", "-tr", *TRAINERS, "--device", "cpu", timeout=2400)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for step in ("dataset: writing 5 training and 6 test cases", "plan and preprocess (2d)",
-                 "train nnUNetTrainerSkeletonRecall: starting (1 epochs x 2 iterations", "epoch 1/1",
-                 "predict nnUNetTrainer: 6 test images", "evaluate nnUNetTrainerSkeletonRecall"):
+                 "train nnUNetTrainerSkeletonRecall seed 0: starting (1 epochs x 2 iterations",
+                 "train nnUNetTrainer seed 1: starting", "epoch 1/1", "evaluate nnUNetTrainerSkeletonRecall"):
         assert step in first.stdout, step
     comparison = json.loads((workdir / "comparison" / "comparison.json").read_text())
     assert comparison["methods"] == list(TRAINERS) and comparison["cases"] == TINY.n_test
+    assert comparison["repeats"] == 2
     assert {"Dice", "clDice", "Betti0_error"} <= set(comparison["metrics"])
+    d = comparison["metrics"]["Dice"]["versus_baseline"][TRAINERS[1]]
+    assert len(d["repeats"]["per_repeat_mean_differences"]) == 2
+    assert "spread" in (workdir / "comparison" / "comparison.md").read_text()
     for name in ("comparison.md", "comparison.png"):
         assert (workdir / "comparison" / name).stat().st_size > 0
+    state = json.loads((workdir / "study.json").read_text())
+    assert state["settings"]["repeats"] == 2 and "train nnUNetTrainerSkeletonRecall seed 1" in state["wall_seconds"]
 
-    again = _study(workdir, "--tiny", "-tr", *TRAINERS, "--device", "cpu")  # everything is kept
+    again = _study(workdir, "--tiny", "--repeats", "2", "-tr", *TRAINERS, "--device", "cpu")  # everything is kept
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming" in again.stdout and "train nnUNetTrainer: kept (finished)" in again.stdout
-    assert "predict nnUNetTrainerSkeletonRecall: kept" in again.stdout and "$" not in again.stdout
+    assert "resuming" in again.stdout and "kept (finished)" in again.stdout
+    assert "starting" not in again.stdout and "$" not in again.stdout
 
     other = _study(workdir, "--tiny", "-tr", "nnUNetTrainer", "nnUNetTrainerClDice", "--device", "cpu")
     assert other.returncode == 1 and "other settings" in other.stderr
@@ -185,22 +193,6 @@ def test_3d_defaults_and_repeats_option(tmp_path: Path) -> None:
     refused = _study(tmp_path / "r", "--tiny", "--repeats", "0")
     assert refused.returncode == 2 and "--repeats must be >= 1" in refused.stderr
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.full
-def test_tiny_study_with_repeats_compares_means_and_reports_the_spread(tmp_path: Path) -> None:
-    workdir = tmp_path / "study"
-    # four trainings: twice the plain tiny study (about 20 min on a 2-core machine under a load of 14)
-    result = _study(workdir, "--tiny", "--repeats", "2", "-tr", *TRAINERS, "--device", "cpu", timeout=2400)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "train nnUNetTrainer seed 1: starting" in result.stdout
-    comparison = json.loads((workdir / "comparison" / "comparison.json").read_text())
-    assert comparison["repeats"] == 2 and comparison["cases"] == TINY.n_test
-    d = comparison["metrics"]["Dice"]["versus_baseline"][TRAINERS[1]]
-    assert len(d["repeats"]["per_repeat_mean_differences"]) == 2
-    assert "spread" in (workdir / "comparison" / "comparison.md").read_text()
-    state = json.loads((workdir / "study.json").read_text())
-    assert state["settings"]["repeats"] == 2 and "train nnUNetTrainerSkeletonRecall seed 1" in state["wall_seconds"]
 
 
 def test_the_wall_time_estimate_adds_up_the_timed_steps() -> None:
