@@ -146,15 +146,8 @@ def run_case(name: str, batch: int, classes: int, spatial: tuple[int, ...], repe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="a small case: a check of the script")
-    parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
-    results_io.add_arguments(parser)
-    args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    cases = {name: case for name, case in (QUICK_CASES if args.quick else CASES).items()
-             if not args.cases or any(part in name for part in args.cases)}
+    results_io.case_arguments(parser, repeats=3)
+    args, cases = results_io.selected_cases(parser, CASES, QUICK_CASES)
     recording = results_io.Recording("distance_fields", {"repeats": args.repeats, "quick": args.quick,
                                                          "truncation": TRUNCATION, "cases": list(cases)},
                                      args, quick=args.quick)

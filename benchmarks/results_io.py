@@ -138,6 +138,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the results here instead of benchmarks/results/<name>.json")
 
 
+def case_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """``--repeats``, ``--quick``, ``--cases`` and the results options, for a script timing named cases."""
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--quick", action="store_true", help="a small case: a check of the script")
+    parser.add_argument("--cases", nargs="+", help="run the cases whose name contains one of these strings")
+    add_arguments(parser)
+
+
+def selected_cases(parser: argparse.ArgumentParser, cases: dict, quick_cases: dict) -> tuple[argparse.Namespace, dict]:
+    """Parse ``case_arguments``; the arguments and the cases to run (the quick ones with ``--quick``)."""
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    chosen = {name: case for name, case in (quick_cases if args.quick else cases).items()
+              if not args.cases or any(part in name for part in args.cases)}
+    return args, chosen
+
+
 def results_path(name: str, results_dir: Path = RESULTS_DIR) -> Path:
     return results_dir / f"{name}.json"
 

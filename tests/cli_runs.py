@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -132,3 +134,20 @@ def check_model_selection(ws: NnunetWorkspace, dataset_folder: Path, trainers: l
     instructions = (ws.results / dataset_folder.name / "inference_instructions.txt").read_text()
     assert any(f"-tr {trainer} " in instructions or instructions.rstrip().endswith(f"-tr {trainer}")
                for trainer in trainers)
+
+
+def compiled_matrix_tests(family: str) -> tuple[Callable, Callable]:
+    """The compiled matrix of a family as two test functions, for a test module to bind to test names: every
+    trainer of the family compiled, trained, validated and predicting, then the model selection over them."""
+    trainers = compiled_trainers(family)
+
+    @pytest.mark.full
+    @pytest.mark.parametrize("trainer", trainers)
+    def compiled_run(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path, trainer: str) -> None:
+        check_compiled_run(nnunet_workspace, dataset_2d_small, trainer)
+
+    @pytest.mark.full
+    def model_selection(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path) -> None:
+        check_model_selection(nnunet_workspace, dataset_2d_small, trainers)
+
+    return compiled_run, model_selection

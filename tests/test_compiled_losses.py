@@ -8,23 +8,7 @@ runs of one file share that worker's inductor cache (the same network compiles o
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.cli_runs import compiled_matrix_tests
 
-import pytest
-
-from tests.cli_runs import check_compiled_run, check_model_selection, compiled_trainers
-from tests.conftest import NnunetWorkspace
-
-TRAINERS = compiled_trainers("losses")
-
-
-@pytest.mark.full
-@pytest.mark.parametrize("trainer", TRAINERS)
-def test_trainers_train_compiled_and_predict(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path,
-                                             trainer: str):
-    check_compiled_run(nnunet_workspace, dataset_2d_small, trainer)
-
-
-@pytest.mark.full
-def test_find_best_configuration_compares_every_trainer(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path):
-    check_model_selection(nnunet_workspace, dataset_2d_small, TRAINERS)
+test_trainers_train_compiled_and_predict, test_find_best_configuration_compares_every_trainer = (
+    compiled_matrix_tests("losses"))
