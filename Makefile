@@ -16,11 +16,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not full" --hypothesis-profile=fast --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not full" --hypothesis-profile=fast --durations=15
 
 test-all: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --hypothesis-profile=full --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --hypothesis-profile=full --durations=25
 
 demo: setup
 	$(BIN)/nnunet-ext demo --workdir demo_output

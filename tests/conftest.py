@@ -238,13 +238,20 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
     return trainer_class(plans, configuration, 0, dataset_json, device=torch.device("cpu"))
 
 
-# pytest-xdist (`-n 2 --dist loadfile`): the tests of one file run on one worker, so module fixtures are built once
-# and nnUNetv2_find_best_configuration finds the compiled runs' folds. (pytest-xdist 3.8's `loadgroup` has no effect
-# with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The compiled matrices are the
-# longest work, one file per trainer family: they are collected first, so that each worker starts with one of
-# them and the other files fill in around them.
-COMPILED_RUNS = ("test_trainers_train_compiled_and_predict", "test_find_best_configuration_compares_every_trainer")
+# pytest-xdist (`-n 2 --dist loadfile --no-loadscope-reorder`): the tests of one file run on one worker, so module
+# fixtures are built once and nnUNetv2_find_best_configuration finds the compiled runs' folds. (pytest-xdist 3.8's
+# `loadgroup` has no effect with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The
+# files are handed out in collection order (without --no-loadscope-reorder xdist would order them by their number
+# of tests), so the long ones are collected first, longest first: each worker starts with one of the two compiled
+# matrices, and the short files fill in at the end.
+LONG_FILES = ("test_compiled_networks.py", "test_compiled_losses.py", "test_study.py", "test_nnunet_cli.py",
+              "test_cli.py", "test_start_methods.py", "test_cascade.py", "test_wheel.py", "test_regions.py",
+              "test_label_problems.py", "test_gpu_check.py", "test_evaluate.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: getattr(item, "originalname", item.name) not in COMPILED_RUNS)  # stable sort
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order

@@ -127,3 +127,11 @@ def test_names_say_what_they_hold() -> None:
     assert PlansNetworkMixin.__module__.endswith("plans_network_mixin")
     assert callable(extra_target_mixin.labels_block)
     assert TargetLayout([("labels", 1), ("skeleton", 1)]).slice("skeleton") == slice(1, 2)  # blocks by name
+
+
+def test_the_long_test_files_named_for_scheduling_exist() -> None:
+    """conftest.LONG_FILES orders the test files for the two xdist workers; a renamed file would drop out."""
+    from tests.conftest import LONG_FILES
+
+    missing = [name for name in LONG_FILES if not (Path(__file__).parent / name).is_file()]
+    assert not missing, f"tests/conftest.py LONG_FILES names files that do not exist: {missing}"
