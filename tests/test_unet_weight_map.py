@@ -12,7 +12,11 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from nnunet_ext.losses import WeightedCrossEntropyLoss, unet_weight_map
-from nnunet_ext.losses.unet_weight_map import border_radius
+from nnunet_ext.losses.unet_weight_map import (
+    border_radius,
+    two_nearest_object_distances,
+    two_nearest_squared_distances,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -163,6 +167,111 @@ def test_bad_labels() -> None:
         unet_weight_map(two_squares() + 0.5)
     with pytest.raises(ValueError, match=r"\(X, Y\) or \(X, Y, Z\)"):
         unet_weight_map(two_squares()[None, None])
+
+
+# --------------------------------------------------------------------------- the two nearest objects' distances
+
+NONE = 2**30  # two_nearest_squared_distances: no object within the radius
+
+
+def brute_force_squared(objects: np.ndarray) -> np.ndarray:
+    """(2, *shape): every voxel's two smallest squared distances to distinct objects (large where < 2 objects)."""
+    count = int(objects.max())
+    fields = [np.rint(ndimage.distance_transform_edt(objects != i) ** 2) for i in range(1, count + 1)]
+    fields += [np.full(objects.shape, float(NONE))] * max(0, 2 - count)
+    return np.sort(np.stack(fields), 0)
+
+
+def touching_objects(shape: tuple[int, ...], count: int, seed: int) -> np.ndarray:
+    """Labels 1..: ``count`` random seeds, each grown to its Voronoi cell, cells split by a one-voxel gap (many
+    objects touching across thin background gaps, concave cells, cells crossing a line twice)."""
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros(shape, dtype=bool)
+    seeds[tuple(rng.integers(0, n, count) for n in shape)] = True
+    _, nearest = ndimage.distance_transform_edt(~seeds, return_indices=True)
+    owner = np.ravel_multi_index(tuple(nearest), shape)
+    gap = ndimage.maximum_filter(owner, size=3) != ndimage.minimum_filter(owner, size=3)
+    holes = rng.random(shape) < 0.3  # ragged cells, some split in several objects
+    objects, _ = ndimage.label(~gap & ~holes, np.ones((3,) * len(shape)))
+    return objects
+
+
+def test_two_nearest_objects_known_by_construction() -> None:
+    objects = np.zeros((3, 5, 21), dtype=np.int32)
+    objects[1, 2, 0] = 1
+    objects[1, 2, 10:12] = 2  # two voxels of object 2: the second-nearest is object 1, never object 2 again
+    objects[0, 0, 20] = 3
+    nearest, second = two_nearest_squared_distances(objects, 100.0)
+    assert (nearest[1, 2, 4], second[1, 2, 4]) == (16, 36)  # 4 to object 1, 6 to object 2
+    assert (nearest[1, 2, 13], second[1, 2, 13]) == (4, 1 + 4 + 49)  # 2 to object 2, (1, 2, 7) to object 3
+    assert (nearest[1, 2, 10], second[1, 2, 10]) == (0, 100)  # on object 2: 0, then 10 to object 1
+    # a U-shaped object around a second one: along the line, object 1 on both sides of object 2
+    u_shape = np.zeros((7, 9), dtype=np.int32)
+    u_shape[1:6, 1] = u_shape[1:6, 7] = u_shape[5, 1:8] = 1
+    u_shape[2, 4] = 2
+    nearest, second = two_nearest_squared_distances(u_shape, 50.0)
+    assert (nearest[2, 3], second[2, 3]) == (1, 4)  # next to object 2; 2 to the left arm of object 1
+    assert (nearest[2, 2], second[2, 2]) == (1, 4)
+    np.testing.assert_array_equal(np.stack(two_nearest_squared_distances(u_shape, 1e6)), brute_force_squared(u_shape))
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (57, 9), (1, 40), (16, 14, 12), (30, 6, 11), (1, 1, 30), (5, 1, 20)])
+def test_two_nearest_objects_equal_the_brute_force_on_touching_objects(shape: tuple[int, ...]) -> None:
+    for seed, count in enumerate((1, 2, 3, 12, 40)):
+        objects = touching_objects(shape, count, seed)
+        expected = brute_force_squared(objects)
+        for radius in (1e6, 2.5, 6.0):
+            cap = min(math.floor(radius ** 2), sum((n - 1) ** 2 for n in shape))
+            nearest, second = two_nearest_squared_distances(objects, radius)
+            for ours, exact in ((nearest, expected[0]), (second, expected[1])):
+                np.testing.assert_array_equal(ours, np.where(exact <= cap, exact, NONE))
+            # asked only on some voxels: the second-nearest there, where the nearest is within radius / 2
+            where = np.random.default_rng(seed).random(shape) < 0.6
+            near, other = two_nearest_squared_distances(objects, radius, where)
+            np.testing.assert_array_equal(near, nearest)
+            asked = where & (nearest <= min(cap, math.floor(radius ** 2 / 4)))
+            np.testing.assert_array_equal(other, np.where(asked, second, NONE))
+        distances = two_nearest_object_distances(objects, int(objects.max()), 6.0)
+        assert all(d.dtype == np.float32 for d in distances)
+        np.testing.assert_allclose(distances[1], np.where(expected[1] <= 36, np.sqrt(expected[1]), np.inf), rtol=1e-6)
+
+
+def test_no_or_one_object_has_no_second_distance() -> None:
+    empty = np.zeros((6, 7, 5), dtype=np.int32)
+    assert (np.stack(two_nearest_squared_distances(empty, 10.0)) == NONE).all()
+    one = empty.copy()
+    one[2, 3, 1] = 1
+    nearest, second = two_nearest_squared_distances(one, 100.0)
+    np.testing.assert_array_equal(nearest, brute_force_squared(one)[0])
+    assert (second == NONE).all()
+
+
+@pytest.mark.parametrize(("shape", "count"), [((60, 52), 30), ((45, 20), 12), ((18, 16, 14), 15), ((24, 8, 13), 9)])
+def test_weight_map_on_many_touching_objects_is_within_the_bound(shape: tuple[int, ...], count: int) -> None:
+    for seed in range(3):
+        labels = (touching_objects(shape, count, seed) > 0).astype(np.int16)
+        labels[labels.shape[0] // 2:][labels[labels.shape[0] // 2:] > 0] = 2  # a second class
+        ignore = None
+        if seed == 1:  # an ignored band (splits objects, hides gaps)
+            labels[:, :2] = 5
+            ignore = 5
+        if seed == 2:  # nnU-Net's -1 outside the image: background
+            labels[-3:] = -1
+        expected = brute_force_weight_map(labels, 10.0, 3.0, ignore)
+        for truncation in (1e-1, 1e-2, 1e-4):
+            ours = unet_weight_map(labels, 10.0, 3.0, ignore, truncation)
+            assert np.abs(ours - expected).max() <= 10.0 * truncation + 1e-5
+        np.testing.assert_allclose(unet_weight_map(labels, 10.0, 3.0, ignore, 1e-300), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_weight_map_of_one_line() -> None:
+    labels = np.zeros((1, 30), dtype=np.int16)
+    labels[0, [3, 4, 12, 25]] = 1  # three objects on one line (the first axis' pass alone)
+    np.testing.assert_allclose(unet_weight_map(labels, sigma=3.0, truncation=1e-300),
+                               brute_force_weight_map(labels, 10.0, 3.0), rtol=1e-6, atol=1e-6)
+    ours = unet_weight_map(labels, sigma=3.0, truncation=1e-2)
+    assert np.abs(ours - brute_force_weight_map(labels, 10.0, 3.0)).max() <= 10.0 * 1e-2 + 1e-5
+    np.testing.assert_allclose(ours[0, [3, 4, 12, 25]], 30 / (2 * 4))  # no border term on the objects
 
 
 # --------------------------------------------------------------------------- the weighted cross entropy

@@ -14,10 +14,19 @@ Per voxel x of a label map::
 * Ignore-label voxels get weight 0 and count in no class; negative labels (nnU-Net's -1 outside the image) are
   background.
 
-Fast with many objects: each object's distance field is computed only inside its bounding box grown by
-``r = sigma * sqrt(2 ln(1 / truncation))``, and the two smallest distances are tracked per voxel. An object
-farther than r from a voxel only matters there through a border term ``<= w0 * exp(-r^2 / (2 sigma^2)) =
-w0 * truncation``; the map differs from the exact one by at most ``w0 * truncation`` (1e-3 with the defaults).
+Fast with many objects: the two nearest objects' squared distances come from one separable pass per axis that
+keeps, per voxel, the two smallest (squared distance, object) pairs of *distinct* objects (an exact EDT that keeps
+two labels: if an object is not among a voxel's two best after the axes done so far, two other objects are at least
+as close there, and stay at least as close after every later axis, so it cannot become one of the final two;
+per line, the nearest object is a lower envelope of parabolas and the second-nearest one a lower envelope of the
+candidates of the other objects, per run of voxels sharing a nearest object). Pairs farther than
+``r = sigma * sqrt(2 ln(1 / truncation))`` are dropped (every partial squared distance of a pair is at most its
+final one, so pairs within r stay exact), and the second-nearest object is found only on background voxels with
+``d1 <= r / 2``. So the border term is exact (up to float rounding) wherever ``d1 <= r / 2`` and ``d2 <= r``,
+which holds wherever ``d1 + d2 <= r`` (d1 <= d2); elsewhere ``d1 + d2 > r``, the exact term is below
+``w0 * exp(-r^2 / (2 sigma^2)) = w0 * truncation`` and the map has either it or nothing: the map differs from the
+exact one by less than ``w0 * truncation`` (1e-3 with the defaults). The cost is three passes over the patch (numba,
+compiled once and cached on disk) whatever the number of objects.
 """
 
 from __future__ import annotations
@@ -25,9 +34,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 from scipy import ndimage
 
-from nnunet_ext.distance.label_fields import euclidean_distances
 from nnunet_ext.losses.input_checks import check_non_negative, check_positive
 
 
@@ -64,23 +73,252 @@ def class_weights(classes: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known, per_class[np.minimum(classes, len(counts) - 1)], 0.0)
 
 
+_NONE = 2**30  # squared distance "no object within the radius" (every kept squared distance is at most the cap)
+
+
+def _squared_cap(radius: float, shape: tuple[int, ...]) -> int:
+    """Largest squared distance kept: ``floor(radius^2)``, at most the patch's squared diagonal (fits int32)."""
+    diagonal = sum((n - 1) ** 2 for n in shape)
+    return int(min(math.floor(radius * radius), diagonal))
+
+
+@njit(cache=True, inline="always")
+def _keep_two(value, label, b1, c1, b2, c2):
+    """(b1, c1) <= (b2, c2): the two smallest squared distances of distinct objects, updated with (value, label)."""
+    if label == c1:
+        if value < b1:
+            b1 = value
+    elif label == c2:
+        if value < b2:
+            if value < b1:
+                b2, c2, b1, c1 = b1, c1, value, label
+            else:
+                b2 = value
+    elif value < b1:
+        b2, c2, b1, c1 = b1, c1, value, label
+    elif value < b2:
+        b2, c2 = value, label
+    return b1, c1, b2, c2
+
+
+@njit(cache=True)
+def _first_axis(objects, cap, s1, l1, s2, l2):
+    """Along the last axis of ``objects`` (X, Y, Z) int32: per voxel the two nearest objects of its line, from
+    the nearest object voxel on either side and the nearest one of another object (squared distances; labels)."""
+    size_x, size_y, n = objects.shape
+    left_a = np.empty(n, np.int64)
+    left_b = np.empty(n, np.int64)
+    label_a = np.empty(n, np.int32)
+    label_b = np.empty(n, np.int32)
+    for i in range(size_x):
+        for j in range(size_y):
+            line = objects[i, j]
+            la, pa, lb, pb = 0, -1, 0, -1  # the last object voxel (la at pa); the last one of another object
+            for x in range(n):
+                label = line[x]
+                if label != 0:
+                    if label == la:
+                        pa = x
+                    else:
+                        lb, pb, la, pa = la, pa, label, x
+                left_a[x], label_a[x], left_b[x], label_b[x] = pa, la, pb, lb
+            ra, qa, rb, qb = 0, -1, 0, -1
+            for x in range(n - 1, -1, -1):
+                label = line[x]
+                if label != 0:
+                    if label == ra:
+                        qa = x
+                    else:
+                        rb, qb, ra, qa = ra, qa, label, x
+                b1, c1, b2, c2 = _NONE, 0, _NONE, 0
+                if label_a[x] != 0 and (x - left_a[x]) ** 2 <= cap:
+                    b1, c1, b2, c2 = _keep_two((x - left_a[x]) ** 2, label_a[x], b1, c1, b2, c2)
+                if label_b[x] != 0 and (x - left_b[x]) ** 2 <= cap:
+                    b1, c1, b2, c2 = _keep_two((x - left_b[x]) ** 2, label_b[x], b1, c1, b2, c2)
+                if ra != 0 and (qa - x) ** 2 <= cap:
+                    b1, c1, b2, c2 = _keep_two((qa - x) ** 2, ra, b1, c1, b2, c2)
+                if rb != 0 and (qb - x) ** 2 <= cap:
+                    b1, c1, b2, c2 = _keep_two((qb - x) ** 2, rb, b1, c1, b2, c2)
+                s1[i, j, x], l1[i, j, x], s2[i, j, x], l2[i, j, x] = b1, c1, b2, c2
+
+
+@njit(cache=True, inline="always")
+def _envelope(ys, fs, m, hull, bounds):
+    """Lower envelope of the parabolas ``fs[q] + (x - ys[q])^2``, q < m, ys increasing (Felzenszwalb &
+    Huttenlocher): ``hull[k]`` its parabolas from left to right, ``bounds[k]`` where each starts."""
+    k = 0
+    hull[0] = 0
+    bounds[0] = -np.inf
+    bounds[1] = np.inf
+    for q in range(1, m):
+        g = fs[q] + ys[q] * ys[q]
+        while True:
+            p = hull[k]
+            s = (g - (fs[p] + ys[p] * ys[p])) / (2.0 * (ys[q] - ys[p]))
+            if s <= bounds[k] and k > 0:
+                k -= 1
+            else:
+                break
+        if s <= bounds[k]:  # below the only parabola left everywhere
+            hull[0] = q
+            continue
+        k += 1
+        hull[k] = q
+        bounds[k] = s
+        bounds[k + 1] = np.inf
+
+
+@njit(cache=True, inline="always")
+def _evaluate(ys, fs, ls, hull, bounds, start, stop, cap, out, out_labels):
+    """The envelope on x in [start, stop): its value (``_NONE`` above cap) and the label of its parabola."""
+    k = 0
+    for x in range(start, stop):
+        while bounds[k + 1] < x:
+            k += 1
+        q = hull[k]
+        value = fs[q] + (x - ys[q]) ** 2
+        if value <= cap:
+            out[x], out_labels[x] = value, ls[q]
+        else:
+            out[x], out_labels[x] = _NONE, 0
+
+
+@njit(cache=True)
+def _line(t1, m1, t2, m2, need, o1, n1, o2, n2, cap, first_cap, prune, ys, fs, ls, hull, bounds):
+    """One line (n,) of the two-nearest pass: inputs (t1, m1) <= (t2, m2), outputs (o1, n1) <= (o2, n2).
+
+    The nearest object: the envelope of every voxel's first pair. The second-nearest one on a run [a, b) of
+    voxels whose nearest object is A: the envelope of, per voxel y, its first pair if not A's, else its second
+    one (the best pair of another object there), over the y whose pair can matter on the run. With ``prune``
+    (the last axis), only where ``need`` and the nearest squared distance is <= ``first_cap``."""
+    n = t1.shape[0]
+    m = 0
+    for y in range(n):
+        ys[m], fs[m], ls[m] = y, t1[y], m1[y]
+        m += t1[y] < _NONE
+    if m == 0:
+        o1[:] = _NONE
+        n1[:] = 0
+        o2[:] = _NONE
+        n2[:] = 0
+        return
+    _envelope(ys, fs, m, hull, bounds)
+    _evaluate(ys, fs, ls, hull, bounds, 0, n, cap, o1, n1)
+    x = 0
+    while x < n:
+        if o1[x] == _NONE or (prune and (not need[x] or o1[x] > first_cap)):
+            o2[x], n2[x] = _NONE, 0
+            x += 1
+            continue
+        owner, a = n1[x], x
+        while x < n and n1[x] == owner and o1[x] != _NONE and not (prune and (not need[x] or o1[x] > first_cap)):
+            x += 1
+        b = x
+        limit = 0  # a bound on the run's second squared distances: each voxel's own best pair of another object
+        for y in range(a, b):
+            limit = max(limit, t2[y] if m1[y] == owner else t1[y])
+        limit = min(limit, cap)
+        width = int(math.sqrt(limit)) + 1
+        m = 0
+        for y in range(max(0, a - width), min(n, b + width)):
+            own = m1[y] == owner
+            c = np.int64(t2[y] if own else t1[y])
+            gap = a - y if y < a else (y - b + 1 if y >= b else 0)
+            ys[m], fs[m], ls[m] = y, c, m2[y] if own else m1[y]
+            m += c + gap * gap <= limit
+        if m == 0:
+            o2[a:b] = _NONE
+            n2[a:b] = 0
+            continue
+        _envelope(ys, fs, m, hull, bounds)
+        _evaluate(ys, fs, ls, hull, bounds, a, b, cap, o2, n2)
+
+
+@njit(cache=True)
+def _plane(s1, l1, s2, l2, need, buffer, cap, first_cap, prune, ys, fs, ls, hull, bounds):
+    """The pass along axis 0 of the planes (A, B), through ``buffer`` (9, B, A): lines contiguous there."""
+    size_a, size_b = s1.shape
+    for a in range(size_a):
+        for b in range(size_b):
+            buffer[0, b, a], buffer[1, b, a], buffer[2, b, a], buffer[3, b, a] = s1[a, b], l1[a, b], s2[a, b], l2[a, b]
+        if prune:
+            for b in range(size_b):
+                buffer[8, b, a] = need[a, b]
+    for b in range(size_b):
+        _line(buffer[0, b], buffer[1, b], buffer[2, b], buffer[3, b], buffer[8, b], buffer[4, b], buffer[5, b],
+              buffer[6, b], buffer[7, b], cap, first_cap, prune, ys, fs, ls, hull, bounds)
+    for a in range(size_a):
+        for b in range(size_b):
+            s1[a, b], s2[a, b] = buffer[4, b, a], buffer[6, b, a]
+        if not prune:  # (the last axis: no labels needed after it)
+            for b in range(size_b):
+                l1[a, b], l2[a, b] = buffer[5, b, a], buffer[7, b, a]
+
+
+@njit(cache=True)
+def _axis(s1, l1, s2, l2, need, axis, cap, first_cap, prune):
+    """The two-nearest pass along ``axis`` (0 or 1) of (X, Y, Z) int32 arrays, in place."""
+    size_x, size_y, size_z = s1.shape
+    n = s1.shape[axis]
+    ys, fs = np.empty(n, np.int64), np.empty(n, np.int64)
+    ls, hull = np.empty(n, np.int32), np.empty(n, np.int64)
+    bounds = np.empty(n + 1, np.float64)
+    buffer = np.empty((9, size_z, n), np.int32)
+    if axis == 1:
+        for i in range(size_x):
+            _plane(s1[i], l1[i], s2[i], l2[i], need[i], buffer, cap, first_cap, prune, ys, fs, ls, hull, bounds)
+    else:
+        for j in range(size_y):
+            _plane(s1[:, j], l1[:, j], s2[:, j], l2[:, j], need[:, j], buffer, cap, first_cap, prune, ys, fs, ls,
+                   hull, bounds)
+
+
+def two_nearest_squared_distances(objects: np.ndarray, radius: float,
+                                  where: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances (in voxels) of every voxel to its nearest and second-nearest object, exact where at
+    most ``radius``, ``_NONE`` beyond; int32, ``objects``' shape.
+
+    ``objects``: connected-component labels (X, Y) or (X, Y, Z), 1..count (0 elsewhere). ``where``: bool, same
+    shape: the second-nearest one only there, and only where the nearest one is within ``radius / 2``
+    (``_NONE`` elsewhere); the nearest one everywhere.
+    """
+    if objects.ndim not in (2, 3):
+        raise ValueError(f"objects must be (X, Y) or (X, Y, Z), got shape {objects.shape}")
+    shape = objects.shape
+    volume = np.ascontiguousarray(objects, dtype=np.int32).reshape((1,) * (3 - objects.ndim) + shape)
+    cap = _squared_cap(radius, shape)
+    first_cap = min(cap, math.floor(radius * radius / 4))  # d1 <= radius / 2
+    s1, l1, s2, l2 = (np.empty(volume.shape, np.int32) for _ in range(4))
+    _first_axis(volume, cap, s1, l1, s2, l2)
+    need = np.ones(volume.shape, np.int32) if where is None else where.reshape(volume.shape).astype(np.int32)
+    axes = [axis for axis in (1, 0) if volume.shape[axis] > 1]
+    for axis in axes:
+        last = axis == axes[-1] and where is not None
+        _axis(s1, l1, s2, l2, need, axis, cap, first_cap if last else cap, last)
+    nearest, second = s1.reshape(shape), s2.reshape(shape)
+    if where is not None and not axes:  # one line: no pass left out the voxels not asked for
+        second[~where | (nearest > first_cap)] = _NONE
+    return nearest, second
+
+
 def two_nearest_object_distances(objects: np.ndarray, count: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (in voxels) of every voxel to its nearest and second-nearest object, each object's distances
-    computed inside its bounding box grown by ``radius`` (inf where fewer objects lie that close).
+    """Distances (in voxels) of every voxel to its nearest and second-nearest object, exact where at most
+    ``radius`` (inf beyond); float32, ``objects``' shape.
 
     ``objects``: connected-component labels 1..count (0 elsewhere), as ``scipy.ndimage.label`` returns them.
     """
-    nearest = np.full(objects.shape, np.inf, dtype=np.float32)
-    second = np.full(objects.shape, np.inf, dtype=np.float32)
-    margin = math.ceil(radius)
-    unit = (1.0,) * objects.ndim
-    for index, box in enumerate(ndimage.find_objects(objects, count), start=1):
-        grown = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, objects.shape))
-        distance = euclidean_distances(objects[grown] != index, unit)
-        first, other = nearest[grown], second[grown]  # views: updated in place
-        np.minimum(other, np.maximum(first, distance), out=other)
-        np.minimum(first, distance, out=first)
-    return nearest, second
+    nearest, second = two_nearest_squared_distances(objects, radius)
+    return tuple(np.where(s < _NONE, np.sqrt(s.astype(np.float32)), np.float32(np.inf)) for s in (nearest, second))
+
+
+@njit(cache=True)
+def _add_border_terms(out, nearest, second, class_weight, w0, sigma):
+    """``out = class_weight + w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` where both squared distances are kept (flat)."""
+    scale = -1.0 / (2.0 * sigma * sigma)
+    for k in range(out.shape[0]):
+        if second[k] < _NONE:
+            total = math.sqrt(nearest[k]) + math.sqrt(second[k])
+            out[k] = np.float32(class_weight[k] + w0 * math.exp(scale * total * total))
 
 
 def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_label: int | None = None,
@@ -104,8 +342,9 @@ def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ig
     weights = class_weights(classes, known)
     foreground = known & (classes > 0)
     objects, count = ndimage.label(foreground, structure=np.ones((3,) * labels.ndim, dtype=bool))
+    out = weights.astype(np.float32)
     if count >= 2 and w0 > 0:
-        nearest, second = two_nearest_object_distances(objects, count, border_radius(sigma, truncation))
-        background = known & ~foreground & np.isfinite(second)
-        weights[background] += w0 * np.exp(-((nearest[background] + second[background]) ** 2) / (2 * sigma ** 2))
-    return weights.astype(np.float32)
+        background = known & ~foreground
+        nearest, second = two_nearest_squared_distances(objects, border_radius(sigma, truncation), background)
+        _add_border_terms(out.reshape(-1), nearest.reshape(-1), second.reshape(-1), weights.reshape(-1), w0, sigma)
+    return out
