@@ -1,6 +1,6 @@
 """Helpers of the tests that run our trainers through nnU-Net's own commands (nnUNetv2_train, nnUNetv2_predict,
-nnUNetv2_find_best_configuration) in subprocesses: tests/test_nnunet_cli.py and the compiled matrices
-(tests/test_compiled_losses.py, tests/test_compiled_networks.py)."""
+nnUNetv2_find_best_configuration) in subprocesses, or through nnU-Net's ``run_training`` in the test process:
+tests/test_nnunet_cli.py and the compiled matrices (tests/test_compiled_losses.py, tests/test_compiled_networks.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,31 @@ def train(ws: NnunetWorkspace, dataset_id: int, configuration: str, epochs: int,
     result = ws.run("nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-device", "cpu", *extra,
                     extra_env={"NNUNET_EXT_TEST_EPOCHS": str(epochs), **(extra_env or {})})
     return result.stdout + result.stderr
+
+
+# what an nnU-Net command reads from the environment (the workspace's paths and settings)
+NNUNET_SETTINGS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer", "nnUNet_n_proc_DA",
+                   "nnUNet_def_n_proc", "TORCHINDUCTOR_CACHE_DIR")
+
+
+def train_in_process(ws: NnunetWorkspace, dataset_id: int, configuration: str, trainer: str, epochs: int,
+                     extra_env: dict | None = None, plans: str = "nnUNetPlans") -> None:
+    """Fold 0 on the CPU through nnU-Net's ``run_training``, what ``nnUNetv2_train`` runs after parsing its
+    arguments (the trainer found by name on nnUNet_extTrainer, trained, then nnU-Net's final validation), in
+    this process: no ~15 s of importing torch and nnU-Net again. torch.compile's in-memory state is reset after
+    the run (the next trainer's graphs come from inductor's disk cache, as in a new process)."""
+    from nnunetv2.run.run_training import run_training
+
+    env = {**{key: ws.env[key] for key in NNUNET_SETTINGS}, "NNUNET_EXT_TEST_EPOCHS": str(epochs), **(extra_env or {})}
+    threads = torch.get_num_threads()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            run_training(str(dataset_id), configuration, 0, trainer, plans, device=torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+        torch._dynamo.reset()
 
 
 def fold_folder(ws: NnunetWorkspace, dataset_folder: Path, configuration: str, trainer: str = TINY) -> Path:
@@ -101,15 +126,29 @@ def compiled_trainers(family: str) -> list[str]:
     return [f"{case.name}CompiledTiny" for case in cases(family=family)]
 
 
+def first_of_each_network(trainers: list[str]) -> set[str]:
+    """The trainers that build a network the ones before them do not: ``nnUNetv2_predict`` rebuilds the network
+    from the trainer and loads the compiled run's checkpoint strictly, so that is what differs between trainers
+    at prediction (the loss trainers all predict with nnU-Net's PlainConvUNet)."""
+    seen, first = set(), set()
+    for trainer in trainers:
+        case = case_of(trainer)
+        if (case.network, case.checkpoint_key) not in seen:
+            seen.add((case.network, case.checkpoint_key))
+            first.add(trainer)
+    return first
+
+
 def train_compiled(ws: NnunetWorkspace, trainer: str) -> None:
-    """2d fold 0 of the small dataset through nnU-Net's compile path, with nnU-Net's final validation (what
-    nnUNetv2_find_best_configuration reads)."""
-    train(ws, DATASET_2D_SMALL, "2d", 1, trainer=trainer, extra_env={"nnUNet_n_proc_DA": "0"})
+    """2d fold 0 of the small dataset through nnU-Net's compile path, in this process, with nnU-Net's final
+    validation (what nnUNetv2_find_best_configuration reads)."""
+    train_in_process(ws, DATASET_2D_SMALL, "2d", trainer, 1, extra_env={"nnUNet_n_proc_DA": "0"})
 
 
-def check_compiled_run(ws: NnunetWorkspace, dataset_folder: Path, trainer: str) -> None:
-    """A trainer on nnU-Net's GPU path: torch.compile (inductor, C++ on the CPU), train, validate, predict; the
-    compiled network's outputs equal the eager module's on the first batch."""
+def check_compiled_run(ws: NnunetWorkspace, dataset_folder: Path, trainer: str, predict: bool) -> None:
+    """A trainer on nnU-Net's GPU path: torch.compile (inductor, C++ on the CPU), train, validate (nnU-Net's
+    final validation predicts the validation case in the training process), and ``nnUNetv2_predict`` if
+    ``predict``; the compiled network's outputs equal the eager module's on the first batch."""
     train_compiled(ws, trainer)
     fold = fold_folder(ws, dataset_folder, "2d", trainer)
     log = check_training(fold, trainer)
@@ -118,7 +157,8 @@ def check_compiled_run(ws: NnunetWorkspace, dataset_folder: Path, trainer: str) 
                                              log).groups())
     assert difference <= 1e-4 * max(1.0, scale), (difference, scale)
     assert (fold / "validation" / "summary_topology.json").is_file()
-    predict_and_check(ws, dataset_folder, DATASET_2D_SMALL, "2d", {0, 1, 2}, trainer, LEAN_PREDICTION)
+    if predict:
+        predict_and_check(ws, dataset_folder, DATASET_2D_SMALL, "2d", {0, 1, 2}, trainer, LEAN_PREDICTION)
 
 
 def check_model_selection(ws: NnunetWorkspace, dataset_folder: Path, trainers: list[str]) -> None:
@@ -138,13 +178,15 @@ def check_model_selection(ws: NnunetWorkspace, dataset_folder: Path, trainers: l
 
 def compiled_matrix_tests(family: str) -> tuple[Callable, Callable]:
     """The compiled matrix of a family as two test functions, for a test module to bind to test names: every
-    trainer of the family compiled, trained, validated and predicting, then the model selection over them."""
+    trainer of the family compiled, trained and validated, the first of each network also through
+    ``nnUNetv2_predict``; then the model selection over them."""
     trainers = compiled_trainers(family)
+    predicted = first_of_each_network(trainers)
 
     @pytest.mark.full
     @pytest.mark.parametrize("trainer", trainers)
     def compiled_run(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path, trainer: str) -> None:
-        check_compiled_run(nnunet_workspace, dataset_2d_small, trainer)
+        check_compiled_run(nnunet_workspace, dataset_2d_small, trainer, trainer in predicted)
 
     @pytest.mark.full
     def model_selection(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path) -> None:

@@ -29,8 +29,8 @@ from nnunet_ext.commands.nnunet_runs import nnunet_command, trainers_path
 
 TEST_TRAINERS = Path(__file__).parent / "nnunet_trainers"
 DATASET_2D = 901  # 2 classes + ignore label, 2d configuration
-DATASET_3D = 902  # 1 class, 3d_fullres and a hand-made 3d_lowres configuration
-DATASET_2D_SMALL = 906  # 2 classes, 32x32 images: 4-stage networks for the torch.compile runs
+DATASET_3D = 902  # 1 class, 3d_fullres
+DATASET_2D_SMALL = 906  # 2 classes, 16x16 images: 3-stage networks (the torch.compile runs compile ~30% less)
 
 # Property tests (hypothesis profiles, chosen by the Makefile): few examples in the fast tier (make test), each
 # test's own number in the full one (make test-all).
@@ -181,26 +181,18 @@ def dataset_2d(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) ->
                             dim=2, n_train=6, n_test=2, size=64, n_classes=2, ignore_label=True, seed=10)
 
 
-def add_lowres(plans: dict) -> None:
-    """Tiny images never get a 3d_lowres configuration from the planner; add one the way nnU-Net's plans
-    allow (inherit 3d_fullres, coarser spacing)."""
-    plans["configurations"]["3d_lowres"] = {
-        "inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres", "spacing": [1.6, 1.6, 1.6],
-        "median_image_size_in_voxels": [20, 20, 20], "patch_size": [24, 24, 24]}
-
-
 @pytest.fixture(scope="session")
 def dataset_3d(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
-    """Raw folder of a 3D dataset preprocessed for 3d_fullres and for an added 3d_lowres configuration."""
-    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_3D, "Vessels3D", ("3d_fullres", "3d_lowres"),
-                            verify=True, edit_plans=add_lowres, dim=3, n_train=6, n_test=2, size=32, seed=20)
+    """Raw folder of a 3D dataset planned and preprocessed for 3d_fullres (3d_lowres: tests/test_cascade.py)."""
+    return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_3D, "Vessels3D", ("3d_fullres",),
+                            verify=True, dim=3, n_train=6, n_test=2, size=32, seed=20)
 
 
 @pytest.fixture(scope="session")
 def dataset_2d_small(nnunet_workspace: NnunetWorkspace, dataset_cache: Path | None) -> Path:
-    """Raw folder of a 2D dataset of 32x32 images with two vessel classes, planned and preprocessed (2d)."""
+    """Raw folder of a 2D dataset of 16x16 images with two vessel classes, planned and preprocessed (2d)."""
     return prepared_dataset(nnunet_workspace, dataset_cache, DATASET_2D_SMALL, "Vessels2DSmall", ("2d",),
-                            dim=2, n_train=5, n_test=1, size=32, n_classes=2, seed=50)
+                            dim=2, n_train=5, n_test=1, size=16, n_classes=2, seed=50)
 
 
 @pytest.fixture
@@ -244,9 +236,9 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
 # files are handed out in collection order (without --no-loadscope-reorder xdist would order them by their number
 # of tests), so the long ones are collected first, longest first: each worker starts with one of the two compiled
 # matrices, and the short files fill in at the end.
-LONG_FILES = ("test_compiled_networks.py", "test_compiled_losses.py", "test_study.py", "test_nnunet_cli.py",
-              "test_cli.py", "test_start_methods.py", "test_cascade.py", "test_wheel.py", "test_regions.py",
-              "test_label_problems.py", "test_gpu_check.py", "test_evaluate.py")
+LONG_FILES = ("test_compiled_networks.py", "test_study.py", "test_nnunet_cli.py", "test_compiled_losses.py",
+              "test_cli.py", "test_cascade.py", "test_start_methods.py", "test_gpu_check.py", "test_regions.py",
+              "test_label_problems.py", "test_evaluate.py", "test_wheel.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,6 +1,7 @@
 """The compiled matrix of the network trainers (UNet 3+, U-Net v2 and their
-variants, compiled): each one through nnUNetv2_train on nnU-Net's torch.compile path, its final
-validation and nnUNetv2_predict; then nnUNetv2_find_best_configuration over them all.
+variants, compiled): each one through nnU-Net's run_training (nnUNetv2_train's code, in the test process) on
+nnU-Net's torch.compile path and its final validation, the first of each network through nnUNetv2_predict; then
+nnUNetv2_find_best_configuration over them all.
 
 The two families are two files so that pytest-xdist (`--dist loadfile`) runs them on different workers; the
 runs of one file share that worker's inductor cache (the same network compiles once).

@@ -75,7 +75,7 @@ def test_an_undefined_label_stops_training_in_the_main_process_naming_value_case
     ws = nnunet_workspace
     raw = _copy_dataset(ws, dataset_2d_small, UNDEFINED, "Undefined2D", preprocessed=False)
     bad_cases = sorted(p.name.removesuffix(".nii.gz") for p in (raw / "labelsTr").glob("*.nii.gz"))[:3]
-    block = np.pad(np.ones((8, 8), bool), 12)  # the middle of a 32 x 32 image, in every patch
+    block = np.pad(np.ones((4, 4), bool), 6)  # the middle of a 16 x 16 image, in every patch
     for case in bad_cases:  # label 3: dataset.json defines 0, 1, 2
         _edit_labels(raw / "labelsTr" / f"{case}.nii.gz", lambda a: np.where(block.reshape(a.shape), 3, a))
     ws.run("nnUNetv2_preprocess", "-d", str(UNDEFINED), "-c", "2d", "-np", "1")  # nnU-Net does not check labels here

@@ -305,43 +305,7 @@ def test_non_finite_logits_on_the_skeleton_give_a_non_finite_loss(name: str, bad
     assert not torch.isfinite(LOSSES[name]()(logits, labels))
 
 
-def one_hot_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The definition: softmax, one-hot of the labels (classes 0..C-1 only), per-class masked sums."""
-    num_classes = logits.shape[1]
-    probs = torch.softmax(logits, 1)
-    onehot = torch.stack([labels[:, 0] == c for c in range(num_classes)], 1).to(probs.dtype)
-    axes = tuple(range(2, logits.ndim))
-    return (probs * onehot).sum(axes)[:, 1:], onehot.sum(axes)[:, 1:]
-
-
-@pytest.mark.parametrize("gpu_binning", [False, True], ids=["cpu_scatter", "gpu_compare"])
-@pytest.mark.parametrize("shape", [(2, 4, 9, 7), (3, 15, 5, 6, 4), (1, 2, 11, 3)])
-def test_own_class_sums_equal_the_one_hot_definition(shape: tuple[int, ...], gpu_binning: bool,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from nnunet_ext.losses import skeleton_recall
-
-    if gpu_binning:  # the path CUDA tensors take, run on the CPU
-        monkeypatch.setattr(skeleton_recall, "_binned_sums", skeleton_recall._compared_sums)
-    gen = torch.Generator().manual_seed(sum(shape))
-    logits = 4 * torch.randn(shape, generator=gen, dtype=torch.float64)
-    labels = torch.randint(-1, shape[1] + 2, (shape[0], 1, *shape[2:]), generator=gen)  # some out of range
-    weights = torch.randn(shape[0], shape[1] - 1, generator=gen, dtype=torch.float64)
-    z_ref, z_ours = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
-    ref_sums, ref_counts = one_hot_sums(z_ref, labels)
-    sums, counts = own_class_sums(z_ours, labels.to(torch.int16))
-    torch.testing.assert_close(sums, ref_sums, rtol=0, atol=1e-12)
-    torch.testing.assert_close(counts, ref_counts, rtol=0, atol=0)
-    (ref_sums * weights).sum().backward()
-    (sums * weights).sum().backward()
-    torch.testing.assert_close(z_ours.grad, z_ref.grad, rtol=0, atol=1e-12)
-    assert z_ref.grad.abs().max() > 1e-3
-
-
-def test_own_class_sums_pass_gradcheck() -> None:
-    gen = torch.Generator().manual_seed(3)
-    logits = torch.randn(2, 4, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    labels = torch.randint(0, 4, (2, 1, 5, 3), generator=gen)
-    assert torch.autograd.gradcheck(lambda z: own_class_sums(z, labels)[0], (logits,))
+# own_class_sums against the one-hot definition, every formulation: tests/test_skeleton_recall_dispatch.py
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

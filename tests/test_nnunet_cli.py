@@ -1,4 +1,6 @@
-"""Our trainers through nnU-Net's own commands: plan, train (2d, 3d_fullres, 3d_lowres), resume, predict.
+"""Our trainers through nnU-Net's own commands: plan, train (2d, 3d_fullres), resume, predict (3d_lowres:
+tests/test_cascade.py). The full tier's further 3D and plans-file runs train through nnU-Net's run_training
+(nnUNetv2_train's code) in the test process and predict through nnUNetv2_predict.
 
 The compiled runs of every trainer and the model selection over them: tests/test_compiled_{losses,networks}.py."""
 
@@ -13,12 +15,14 @@ import torch
 from tests.cli_runs import (
     LEAN_PREDICTION,
     LEAN_TRAINING,
+    TINY,
     check_topology_validation,
     check_training,
     checkpoint_epoch,
     fold_folder,
     predict_and_check,
     train,
+    train_in_process,
 )
 from tests.conftest import DATASET_2D, DATASET_3D, NnunetWorkspace, prepared_dataset
 
@@ -54,13 +58,6 @@ def test_3d_fullres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, datas
     predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1})
 
 
-@pytest.mark.full
-def test_3d_lowres_trains_and_predicts(nnunet_workspace: NnunetWorkspace, dataset_3d: Path):
-    train(nnunet_workspace, DATASET_3D, "3d_lowres", 1, extra_env={"NNUNET_EXT_TEST_SKIP_FINAL_VALIDATION": "1"})
-    assert (fold_folder(nnunet_workspace, dataset_3d, "3d_lowres") / "checkpoint_final.pth").is_file()
-    predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_lowres", {0, 1})
-
-
 DATASET_THICK_SLICES = 903
 
 
@@ -76,7 +73,7 @@ def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: Nnun
                                                           dataset_thick_slices: Path):
     configuration = nnunet_workspace.plans(dataset_thick_slices.name)["configurations"]["3d_fullres"]
     assert configuration["spacing"] == [4.0, 1.0, 1.0]
-    train(nnunet_workspace, DATASET_THICK_SLICES, "3d_fullres", 1, extra_env=LEAN_TRAINING)
+    train_in_process(nnunet_workspace, DATASET_THICK_SLICES, "3d_fullres", TINY, 1, extra_env=LEAN_TRAINING)
     fold = fold_folder(nnunet_workspace, dataset_thick_slices, "3d_fullres")
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "do_dummy_2d_data_aug: True" in log  # nnU-Net chose its 2D augmentation of 3D patches
@@ -85,13 +82,13 @@ def test_anisotropic_3d_trains_with_dummy_2d_augmentation(nnunet_workspace: Nnun
                        processes=LEAN_PREDICTION)
 
 
-# 3d_fullres through the CLI (besides Skeleton Recall above) for clDice's 3D soft skeleton and UNet 3+'s 3D
-# full-scale decoder, eager; the other trainers' 3D networks and losses are built and run in-process
-# (test_network_trainers.py, test_losses.py), which saves CI time.
+# 3d_fullres (besides Skeleton Recall above) for clDice's 3D soft skeleton and UNet 3+'s 3D full-scale decoder,
+# eager, trained through nnU-Net's run_training in this process and predicted through the CLI; the other
+# trainers' 3D networks and losses are built and run in-process (test_network_trainers.py, test_losses.py).
 @pytest.mark.full
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerClDiceTiny", "nnUNetTrainerUNet3PlusTiny"])
 def test_trainers_train_and_predict_3d(nnunet_workspace: NnunetWorkspace, dataset_3d: Path, trainer: str):
-    train(nnunet_workspace, DATASET_3D, "3d_fullres", 1, trainer=trainer, extra_env=LEAN_TRAINING)
+    train_in_process(nnunet_workspace, DATASET_3D, "3d_fullres", trainer, 1, extra_env=LEAN_TRAINING)
     check_training(fold_folder(nnunet_workspace, dataset_3d, "3d_fullres", trainer), trainer)
     predict_and_check(nnunet_workspace, dataset_3d, DATASET_3D, "3d_fullres", {0, 1}, trainer, LEAN_PREDICTION)
 
@@ -108,7 +105,7 @@ def test_network_named_in_a_plans_file_trains_and_predicts_with_stock_nnunet(nnu
     (nnunet_workspace.preprocessed / dataset_2d.name / "nnUNetPlansUNetV2.json").write_text(json.dumps(plans))
 
     trainer = "nnUNetTrainerPlainTiny"
-    train(nnunet_workspace, DATASET_2D, "2d", 1, "-p", "nnUNetPlansUNetV2", trainer=trainer, extra_env=LEAN_TRAINING)
+    train_in_process(nnunet_workspace, DATASET_2D, "2d", trainer, 1, extra_env=LEAN_TRAINING, plans="nnUNetPlansUNetV2")
     fold = nnunet_workspace.results / dataset_2d.name / f"{trainer}__nnUNetPlansUNetV2__2d" / "fold_0"
     weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     assert any(key.startswith("decoder.sdi") for key in weights)
