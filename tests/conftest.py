@@ -70,10 +70,13 @@ def plan_and_preprocess(ws: NnunetWorkspace, dataset_id: int, configurations: tu
 
     nnU-Net's fingerprint samples 1e8 foreground voxels for its intensity statistics whatever the dataset's
     size (~40 s on 2 cores); our images are z-scored, which does not use them, so 1e4 samples do. The
-    fingerprint runs in this process, then nnUNetv2_plan_experiment, ``edit_plans(plans)`` if given, and
-    nnUNetv2_preprocess run as a user runs them. (The demo test runs nnUNetv2_plan_and_preprocess itself.)
+    fingerprint, nnU-Net's experiment planning, ``edit_plans(plans)`` if given, and its preprocessing run
+    through nnU-Net's Python API (what nnUNetv2_plan_experiment and nnUNetv2_preprocess call) in this process:
+    each command would import torch and nnU-Net again (~15 s). (The demo and study tests run
+    nnUNetv2_plan_and_preprocess itself.)
     """
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiments, preprocess
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     with pytest.MonkeyPatch.context() as env:
@@ -84,14 +87,15 @@ def plan_and_preprocess(ws: NnunetWorkspace, dataset_id: int, configurations: tu
         extractor = DatasetFingerprintExtractor(dataset_id, num_processes=1)
         extractor.num_foreground_voxels_for_intensitystats = 10_000
         extractor.run()
-    ws.run("nnUNetv2_plan_experiment", "-d", str(dataset_id))
-    if edit_plans is not None:
-        plans_file = next(ws.preprocessed.glob(f"Dataset{dataset_id:03d}_*")) / "nnUNetPlans.json"
-        plans = json.loads(plans_file.read_text())
-        edit_plans(plans)
-        plans_file.write_text(json.dumps(plans, indent=2))
-    ws.run("nnUNetv2_preprocess", "-d", str(dataset_id), "-c", *configurations, "-np",
-           *["2" if len(configurations) == 1 else "1"] * len(configurations))
+        plan_experiments([dataset_id])
+        if edit_plans is not None:
+            plans_file = next(ws.preprocessed.glob(f"Dataset{dataset_id:03d}_*")) / "nnUNetPlans.json"
+            plans = json.loads(plans_file.read_text())
+            edit_plans(plans)
+            plans_file.write_text(json.dumps(plans, indent=2))
+        preprocess([dataset_id], configurations=configurations,
+                   num_processes=[2 if len(configurations) == 1 else 1] * len(configurations),
+                   show_progress_bar=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -88,8 +88,9 @@ def run_demo(workdir: Path, epochs: int = 5, iterations: int = 40, cases: int = 
     for trainer in DEMO_TRAINERS:
         predictions[trainer] = workdir / "predictions" / trainer
         _run([nnunet_command("nnUNetv2_train"), did, "2d", "0", "-tr", trainer, "-device", "cpu"], env, log)
+        # nnU-Net's sequential prediction: its worker processes would each import torch and nnU-Net again
         _run([nnunet_command("nnUNetv2_predict"), "-i", str(dataset / "imagesTs"), "-o", str(predictions[trainer]),
-              "-d", did, "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env, log)
+              "-d", did, "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "0", "-nps", "0"], env, log)
         summaries[trainer] = evaluate_folders(dataset / "labelsTs", predictions[trainer], dataset / "dataset.json",
                                               plans, num_processes=0, progress=False)
     table = results_table(summaries)

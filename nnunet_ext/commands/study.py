@@ -448,7 +448,9 @@ class Study:
             self.say(f"predict {name}: kept")
             return
         self.say(f"predict {name}: {self.settings.benchmark.n_test} test images")
-        processes = ["-npp", "1", "-nps", "1"] if self.settings.device == "cpu" else []
+        # on the CPU nnU-Net's sequential mode: its preprocessing and export workers would each import torch and
+        # nnU-Net again (~15 s), more than they overlap with inference that already keeps every core busy
+        processes = ["-npp", "0", "-nps", "0"] if self.settings.device == "cpu" else []
         with self.step(f"predict {name}"):
             self.run([nnunet_command("nnUNetv2_predict"), "-i", str(self.dataset_folder / "imagesTs"), "-o", str(out),
                       "-d", str(STUDY_DATASET_ID), "-c", configuration_of(self.settings.benchmark), "-f", "0", "-tr",
