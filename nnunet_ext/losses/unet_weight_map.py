@@ -101,6 +101,18 @@ def _keep_two(value, label, b1, c1, b2, c2):
     return b1, c1, b2, c2
 
 
+@njit(cache=True, inline="always")
+def _last_two_seen(label, x, la, pa, lb, pb):
+    """A scan along a line at position x with label ``label``: the last object voxel seen (object la at pa) and
+    the last one of another object (lb at pb), updated."""
+    if label != 0:
+        if label == la:
+            pa = x
+        else:
+            lb, pb, la, pa = la, pa, label, x
+    return la, pa, lb, pb
+
+
 @njit(cache=True)
 def _first_axis(objects, cap, s1, l1, s2, l2):
     """Along the last axis of ``objects`` (X, Y, Z) int32: per voxel the two nearest objects of its line, from
@@ -115,21 +127,11 @@ def _first_axis(objects, cap, s1, l1, s2, l2):
             line = objects[i, j]
             la, pa, lb, pb = 0, -1, 0, -1  # the last object voxel (la at pa); the last one of another object
             for x in range(n):
-                label = line[x]
-                if label != 0:
-                    if label == la:
-                        pa = x
-                    else:
-                        lb, pb, la, pa = la, pa, label, x
+                la, pa, lb, pb = _last_two_seen(line[x], x, la, pa, lb, pb)
                 left_a[x], label_a[x], left_b[x], label_b[x] = pa, la, pb, lb
             ra, qa, rb, qb = 0, -1, 0, -1
             for x in range(n - 1, -1, -1):
-                label = line[x]
-                if label != 0:
-                    if label == ra:
-                        qa = x
-                    else:
-                        rb, qb, ra, qa = ra, qa, label, x
+                ra, qa, rb, qb = _last_two_seen(line[x], x, ra, qa, rb, qb)
                 b1, c1, b2, c2 = _NONE, 0, _NONE, 0
                 if label_a[x] != 0 and (x - left_a[x]) ** 2 <= cap:
                     b1, c1, b2, c2 = _keep_two((x - left_a[x]) ** 2, label_a[x], b1, c1, b2, c2)
