@@ -1,9 +1,10 @@
 """Shared fixtures: one nnU-Net workspace per test session, tiny synthetic datasets planned once.
 
-Integration tests call nnU-Net's real console scripts (nnUNetv2_plan_experiment, nnUNetv2_preprocess,
-nnUNetv2_train, nnUNetv2_predict) in subprocesses, exactly as a user does. Planned and preprocessed
-datasets are kept in pytest's cache (``.pytest_cache``), keyed by the nnunetv2 version, the generator's
-settings and source, so a second test session copies them instead of planning again.
+Integration tests call nnU-Net's real console scripts (nnUNetv2_train, nnUNetv2_predict, ...) in subprocesses,
+exactly as a user does, or its Python API in the test process where a subprocess is not the point (planning
+and preprocessing the test datasets, the compiled matrix's trainings). Planned and preprocessed datasets are
+kept in pytest's cache (``.pytest_cache``), keyed by the nnunetv2 version, the generator's settings and source,
+so a second test session copies them instead of planning again.
 
 Tiers: ``make test`` runs everything not marked ``full``; ``make test-all`` runs everything.
 """
@@ -238,8 +239,8 @@ def make_trainer(ws: NnunetWorkspace, dataset_folder: Path, trainer_class: type 
 # fixtures are built once and nnUNetv2_find_best_configuration finds the compiled runs' folds. (pytest-xdist 3.8's
 # `loadgroup` has no effect with pytest 9.2: it renames `item._nodeid`, which pytest 9.2 no longer reads.) The
 # files are handed out in collection order (without --no-loadscope-reorder xdist would order them by their number
-# of tests), so the long ones are collected first, longest first: each worker starts with one of the two compiled
-# matrices, and the short files fill in at the end.
+# of tests), so the long ones are collected first, longest first (measured per file in a full run), and the short
+# files fill in at the end: the two workers finish together.
 LONG_FILES = ("test_compiled_networks.py", "test_study.py", "test_nnunet_cli.py", "test_compiled_losses.py",
               "test_cli.py", "test_cascade.py", "test_start_methods.py", "test_gpu_check.py", "test_regions.py",
               "test_label_problems.py", "test_evaluate.py", "test_wheel.py")
