@@ -185,6 +185,16 @@ def _evaluate(ys, fs, ls, hull, bounds, start, stop, cap, out, out_labels):
             out[x], out_labels[x] = _NONE, 0
 
 
+@njit(cache=True, inline="always")
+def _other_than(owner, t1, m1, t2, m2, ls, k):
+    """A voxel's best pair of an object other than ``owner``: its squared distance (int64); its label into ls[k]."""
+    if m1 == owner:
+        ls[k] = m2
+        return np.int64(t2)
+    ls[k] = m1
+    return np.int64(t1)
+
+
 @njit(cache=True)
 def _line(t1, m1, t2, m2, need, o1, n1, o2, n2, cap, first_cap, prune, ys, fs, ls, hull, bounds):
     """One line (n,) of the two-nearest pass: inputs (t1, m1) <= (t2, m2), outputs (o1, n1) <= (o2, n2).
@@ -220,14 +230,30 @@ def _line(t1, m1, t2, m2, need, o1, n1, o2, n2, cap, first_cap, prune, ys, fs, l
         for y in range(a, b):
             limit = max(limit, t2[y] if m1[y] == owner else t1[y])
         limit = min(limit, cap)
-        width = int(math.sqrt(limit)) + 1
-        m = 0
-        for y in range(max(0, a - width), min(n, b + width)):
-            own = m1[y] == owner
-            c = np.int64(t2[y] if own else t1[y])
-            gap = a - y if y < a else (y - b + 1 if y >= b else 0)
-            ys[m], fs[m], ls[m] = y, c, m2[y] if own else m1[y]
-            m += c + gap * gap <= limit
+        # Left of the run, outward from a - 1: a candidate can be lowest somewhere on [a, b) only if, at x = a, it
+        # is below the limit and below every candidate nearer the run (a farther parabola above a nearer one at a
+        # stays above it on the whole run); none can once the gap alone reaches the lowest value at a. Stored from
+        # the end of the buffers, then moved to the front in increasing y.
+        m, best, y = 0, limit + 1, a - 1
+        while y >= 0 and (a - y) * (a - y) < best:
+            value = _other_than(owner, t1[y], m1[y], t2[y], m2[y], ls, n - 1 - m) + (a - y) * (a - y)
+            if value < best:
+                best, ys[n - 1 - m], fs[n - 1 - m] = value, y, value - (a - y) * (a - y)
+                m += 1
+            y -= 1
+        for k in range(m):
+            ys[k], fs[k], ls[k] = ys[n - m + k], fs[n - m + k], ls[n - m + k]
+        for y in range(a, b):
+            value = _other_than(owner, t1[y], m1[y], t2[y], m2[y], ls, m)
+            ys[m], fs[m] = y, value
+            m += value <= limit
+        best, y = limit + 1, b  # right of the run, outward from b, at x = b - 1
+        while y < n and (y - b + 1) * (y - b + 1) < best:
+            value = _other_than(owner, t1[y], m1[y], t2[y], m2[y], ls, m)
+            if value + (y - b + 1) * (y - b + 1) < best:
+                best, ys[m], fs[m] = value + (y - b + 1) * (y - b + 1), y, value
+                m += 1
+            y += 1
         if m == 0:
             o2[a:b] = _NONE
             n2[a:b] = 0
