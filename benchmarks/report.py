@@ -7,9 +7,9 @@ The README, docs/*.md and benchmarks/README.md hold generated blocks, each betwe
     <!-- end generated -->
 
 NAME is one of ``RENDERERS``; each renders a markdown table from one results file (the benchmarks'
-benchmarks/results/<name>.json, written by the scripts through ``results_io``; the study's
-docs/study/comparison.json). Noisy figures are shown as the median and the range (min–max) over the runs, with the
-number of runs, the date, the commit and the machine's load under the table.
+benchmarks/results/<name>.json, written by the scripts through ``results_io``; the studies' files under
+docs/study/). Noisy figures are shown as the median and the range (min–max) over the runs, with the number of
+runs, the date, the commit and the machine's load under the table.
 
     python benchmarks/report.py            # rewrite every block from the results files
     python benchmarks/report.py --check    # rewrite nothing; exit 1, naming file and block, when a block differs
@@ -307,6 +307,24 @@ def render_study(data: dict) -> list[str]:
     return markdown_table(data).rstrip("\n").split("\n")
 
 
+def render_study_time(data: dict) -> list[str]:
+    """The wall time of every step a study ran (its study.json), in minutes, and the software it ran on."""
+    steps = data["wall_seconds"]
+    rows = [[step, f"{seconds / 60:.1f}"] for step, seconds in steps.items()]
+    rows.append(["**total**", f"**{sum(steps.values()) / 60:.1f}**"])
+    runs = data.get("runs", [])
+    versions = [run["versions"] for run in runs]
+    software = "; ".join(f"nnU-Net {v.get('nnunetv2')}, torch {v.get('torch')}, commit {v.get('commit')}"
+                         for v in versions)
+    b, budget = data["settings"]["benchmark"], data["settings"]["budget"]
+    resumed = f", in {len(runs)} invocations (resumed)" if len(runs) > 1 else ""
+    return [*table(["step", "minutes"], rows), "",
+            f"{len(data['settings']['trainers'])} trainers x {budget['epochs']} epochs x {budget['iterations']} "
+            f"iterations on {b['n_train']} training and {b['n_test']} test cases ({b['dim']}D, {b['size']} voxels "
+            f"per axis, {b['n_classes']} classes, seed {b['seed']}), device {data['settings']['device']}, started "
+            f"{', '.join(run['started'] for run in runs)}{resumed}; {software}."]
+
+
 @dataclass(frozen=True)
 class Renderer:
     source: str  # the results file, relative to the repository root
@@ -331,6 +349,8 @@ RENDERERS: dict[str, Renderer] = {
     "hausdorff-fields": Renderer(_results("hausdorff_fields"), render_hausdorff_fields),
     "gpu-check": Renderer(_results("gpu_check"), render_gpu_check, when_missing=NOT_MEASURED_GPU),
     "study-2d": Renderer("docs/study/comparison.json", render_study),
+    "study-3d": Renderer("docs/study/3d/comparison.json", render_study),
+    "study-3d-time": Renderer("docs/study/3d/study.json", render_study_time),
 }
 
 
