@@ -59,18 +59,19 @@ def _check_arguments(labels: np.ndarray, w0: float, sigma: float, truncation: fl
 
 
 def class_weights(classes: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``N / (K * N_c)`` on every known voxel of class c, 0 on the others; float64, ``classes``' shape.
+    """``N / (K * N_c)`` on every known voxel of class c, 0 on the others; float32, ``classes``' shape.
 
-    ``classes``: non-negative integer classes."""
+    ``classes``: non-negative integer classes. (Each class's weight is computed in float64 and rounded once.)"""
     all_known = bool(known.all())
     counts = np.bincount((classes if all_known else classes[known]).ravel())
     present = np.count_nonzero(counts)
     if not present:
-        return np.zeros(classes.shape, dtype=np.float64)
+        return np.zeros(classes.shape, dtype=np.float32)
     per_class = np.divide(known.sum(), present * counts, out=np.zeros(len(counts)), where=counts > 0)
+    per_class = per_class.astype(np.float32)
     if all_known:  # (no copy of the patch through a mask, no clipping: the common case is fast)
         return per_class[classes]
-    return np.where(known, per_class[np.minimum(classes, len(counts) - 1)], 0.0)
+    return np.where(known, per_class[np.minimum(classes, len(counts) - 1)], np.float32(0))
 
 
 _NONE = 2**30  # squared distance "no object within the radius" (every kept squared distance is at most the cap)
@@ -340,13 +341,13 @@ def two_nearest_object_distances(objects: np.ndarray, count: int, radius: float)
 
 
 @njit(cache=True)
-def _add_border_terms(out, nearest, second, class_weight, w0, sigma):
-    """``out = class_weight + w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` where both squared distances are kept (flat)."""
+def _add_border_terms(out, nearest, second, w0, sigma):
+    """``out += w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` where both squared distances are kept (flat)."""
     scale = -1.0 / (2.0 * sigma * sigma)
     for k in range(out.shape[0]):
         if second[k] < _NONE:
             total = math.sqrt(nearest[k]) + math.sqrt(second[k])
-            out[k] = np.float32(class_weight[k] + w0 * math.exp(scale * total * total))
+            out[k] = np.float32(out[k] + w0 * math.exp(scale * total * total))
 
 
 def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ignore_label: int | None = None,
@@ -367,12 +368,11 @@ def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ig
     classes = np.maximum(labels, 0)  # (negative labels are background)
     if classes.dtype.kind not in "iu":  # integer-valued floats, bools
         classes = classes.astype(np.intp)
-    weights = class_weights(classes, known)
+    out = class_weights(classes, known)
     foreground = known & (classes > 0)
     objects, count = ndimage.label(foreground, structure=np.ones((3,) * labels.ndim, dtype=bool))
-    out = weights.astype(np.float32)
     if count >= 2 and w0 > 0:
         background = known & ~foreground
         nearest, second = two_nearest_squared_distances(objects, border_radius(sigma, truncation), background)
-        _add_border_terms(out.reshape(-1), nearest.reshape(-1), second.reshape(-1), weights.reshape(-1), w0, sigma)
+        _add_border_terms(out.reshape(-1), nearest.reshape(-1), second.reshape(-1), w0, sigma)
     return out
