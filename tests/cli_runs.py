@@ -176,10 +176,10 @@ def check_model_selection(ws: NnunetWorkspace, dataset_folder: Path, trainers: l
                for trainer in trainers)
 
 
-def compiled_matrix_tests(family: str) -> tuple[Callable, Callable]:
-    """The compiled matrix of a family as two test functions, for a test module to bind to test names: every
+def compiled_matrix_test(family: str) -> Callable:
+    """The compiled matrix of a family as a test function, for a test module to bind to a test name: every
     trainer of the family compiled, trained and validated, the first of each network also through
-    ``nnUNetv2_predict``; then the model selection over them."""
+    ``nnUNetv2_predict``."""
     trainers = compiled_trainers(family)
     predicted = first_of_each_network(trainers)
 
@@ -188,8 +188,16 @@ def compiled_matrix_tests(family: str) -> tuple[Callable, Callable]:
     def compiled_run(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path, trainer: str) -> None:
         check_compiled_run(nnunet_workspace, dataset_2d_small, trainer, trainer in predicted)
 
+    return compiled_run
+
+
+def model_selection_test(family: str) -> Callable:
+    """nnU-Net's model selection over a family's compiled runs, as a test function. It reads each fold's
+    validation folder (summary.json, the validation segmentations) and the plans, never the network or the loss,
+    so one family shows it for all of our trainers."""
+
     @pytest.mark.full
     def model_selection(nnunet_workspace: NnunetWorkspace, dataset_2d_small: Path) -> None:
-        check_model_selection(nnunet_workspace, dataset_2d_small, trainers)
+        check_model_selection(nnunet_workspace, dataset_2d_small, compiled_trainers(family))
 
-    return compiled_run, model_selection
+    return model_selection
