@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from nnunet_ext.losses import WeightedCrossEntropyLoss, unet_weight_map
 from nnunet_ext.losses.unet_weight_map import (
+    _add_border_terms,
     border_radius,
     two_nearest_object_distances,
     two_nearest_squared_distances,
@@ -272,6 +273,29 @@ def test_weight_map_of_one_line() -> None:
     ours = unet_weight_map(labels, sigma=3.0, truncation=1e-2)
     assert np.abs(ours - brute_force_weight_map(labels, 10.0, 3.0)).max() <= 10.0 * 1e-2 + 1e-5
     np.testing.assert_allclose(ours[0, [3, 4, 12, 25]], 30 / (2 * 4))  # no border term on the objects
+
+
+def test_label_dtypes_give_the_same_map() -> None:
+    labels = two_squares()
+    labels[8:, 14:] = 2
+    expected = unet_weight_map(labels.astype(np.int64))
+    for dtype in (np.uint8, np.int16, np.int32, np.float32, np.float64):
+        np.testing.assert_array_equal(unet_weight_map(labels.astype(dtype)), expected)
+    np.testing.assert_array_equal(unet_weight_map(labels > 0), unet_weight_map((labels > 0).astype(np.int16)))
+
+
+def test_the_tabulated_border_term_equals_the_formula_inside_and_outside_the_table() -> None:
+    nearest = np.array([0, 1, 4, 9, 30, 2, 115], dtype=np.int32)
+    second = np.array([1, 2, 25, 400, 461, NONE, 115], dtype=np.int32)
+    expected = np.full(7, 0.5, dtype=np.float32)
+    for k in range(7):
+        if second[k] < NONE:
+            expected[k] = np.float32(0.5 + border(math.sqrt(nearest[k]), math.sqrt(second[k]), 10.0, 5.0))
+    for rows, columns in ((116, 462), (3, 30), (1, 1)):  # every pair in the table, some, none
+        out = np.full(7, 0.5, dtype=np.float32)
+        _add_border_terms(out, nearest, second, 10.0, 5.0, rows, columns)
+        np.testing.assert_allclose(out, expected, rtol=1e-7)
+        assert out[5] == np.float32(0.5)  # no second object: no term
 
 
 # --------------------------------------------------------------------------- the weighted cross entropy

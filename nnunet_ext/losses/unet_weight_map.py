@@ -391,6 +391,17 @@ def _add_border_terms(out, nearest, second, w0, sigma, rows, columns):
             out[k] = np.float32(out[k] + term)
 
 
+_TABLE_ENTRIES = 2**16  # the border term's table: at most 512 KiB, about a millisecond to fill
+
+
+def _border_table_shape(cap: int, first_cap: int, voxels: int) -> tuple[int, int]:
+    """Rows (d1^2) and columns (d2^2) of the border term's table: every pair within the radius where that fits
+    in ``_TABLE_ENTRIES`` and in the patch's voxel count (a table never costs more than the patch)."""
+    budget = max(1, min(_TABLE_ENTRIES, voxels))
+    rows = min(first_cap + 1, budget)
+    return rows, max(1, min(cap + 1, budget // rows))
+
+
 def connected_objects(foreground: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected components of a bool mask (X, Y) or (X, Y, Z), full connectivity (8 / 26 neighbours): labels
     1..count (0 off the mask), and count. (cc3d: several times scipy.ndimage.label's speed.)"""
@@ -418,6 +429,6 @@ def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0, ig
     if count >= 2 and w0 > 0:
         radius = border_radius(sigma, truncation)
         nearest, second = two_nearest_squared_distances(objects, radius, background)
-        cap, first_cap = _squared_caps(radius, labels.shape)
-        _add_border_terms(out.reshape(-1), nearest.reshape(-1), second.reshape(-1), w0, sigma, first_cap + 1, cap + 1)
+        rows, columns = _border_table_shape(*_squared_caps(radius, labels.shape), labels.size)
+        _add_border_terms(out.reshape(-1), nearest.reshape(-1), second.reshape(-1), w0, sigma, rows, columns)
     return out
