@@ -95,7 +95,8 @@ def main() -> int:
     os.environ["nnUNet_n_proc_DA"] = str(args.workers)
     recording = results_io.Recording("pipeline_throughput", {
         "size": args.size, "cases": args.cases, "batches": args.batches, "warmup": args.warmup,
-        "rounds": args.rounds, "workers": args.workers, "trainers": args.trainers}, args)
+        "rounds": args.rounds, "workers": args.workers, "trainers": args.trainers}, args,
+        own_load=args.workers + 1)  # its workers and the process drawing the batches
 
     with tempfile.TemporaryDirectory(prefix="nnunet_ext_throughput_") as tmp:
         data = prepare(Path(tmp), args.size, args.cases)

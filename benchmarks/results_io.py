@@ -164,10 +164,12 @@ class Recording:
     """One benchmark run: call ``save(results)`` at the end.
 
     ``save`` writes nothing when ``--no-save`` was given, or when the run is a check of the script (``quick``)
-    and no ``--output`` was named: a quick run must not replace the measured figures.
+    and no ``--output`` was named: a quick run must not replace the measured figures. ``own_load``: how many
+    busy processes the benchmark itself runs (its data-loader workers, say), part of the load at its end.
     """
 
-    def __init__(self, name: str, settings: dict, args: argparse.Namespace | None = None, quick: bool = False):
+    def __init__(self, name: str, settings: dict, args: argparse.Namespace | None = None, quick: bool = False,
+                 own_load: int = 1):
         self.name = name
         self.settings = settings
         self.no_save = bool(getattr(args, "no_save", False))
@@ -177,6 +179,8 @@ class Recording:
         self.record = {"benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "git": git_state(), "machine": {**machine(), "load_average_start": load_average()},
                        "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "settings": settings}
+        if own_load != 1:
+            self.record["own_load"] = own_load
 
     def save(self, results: dict) -> Path | None:
         """Write the record with ``results``; returns the path written, or None (and says why)."""

@@ -134,6 +134,24 @@ def test_median_and_range(results_io):
         results_io.ratios([1.0], [1.0, 2.0])
 
 
+def test_a_busy_machine_is_flagged_but_not_the_benchmarks_own_processes():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    def note(start: float, end: float, **extra) -> str:
+        machine = {"cpu_count": 2, "load_average_start": [start], "load_average_end": [end]}
+        return report.describe_run({"date": "2026-12-05T01:00:00+00:00", "machine": machine, **extra}, "One run.")
+
+    assert "busy" not in note(0.1, 1.9)
+    assert "busy" in note(0.1, 2.6)  # one process of its own: the rest is other work
+    assert "busy" not in note(0.1, 2.6, own_load=3)  # two workers and the main process
+    assert "busy" in note(0.1, 3.4, own_load=3) and "own 3 processes" in note(0.1, 3.4, own_load=3)
+    assert "busy" in note(2.5, 1.0, own_load=3)  # other work at the start
+
+
 def test_results_files_record_what_the_report_shows():
     files = sorted((BENCHMARKS / "results").glob("*.json"))
     assert files
