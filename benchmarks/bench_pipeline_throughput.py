@@ -95,7 +95,7 @@ def main() -> int:
     os.environ["nnUNet_n_proc_DA"] = str(args.workers)
     recording = results_io.Recording("pipeline_throughput", {
         "size": args.size, "cases": args.cases, "batches": args.batches, "warmup": args.warmup,
-        "rounds": args.rounds, "workers": args.workers, "trainers": args.trainers}, args,
+        "rounds": args.rounds, "workers": args.workers, "trainers": args.trainers, "rotated": True}, args,
         own_load=args.workers + 1)  # its workers and the process drawing the batches
 
     with tempfile.TemporaryDirectory(prefix="nnunet_ext_throughput_") as tmp:
@@ -113,7 +113,8 @@ def main() -> int:
         classes = [nnUNetTrainer, *(getattr(trainers, name) for name in args.trainers)]
         rates: dict[str, list[float]] = {c.__name__: [] for c in classes}
         for round_index in range(args.rounds):
-            for trainer_class in classes:
+            shift = round_index % len(classes)  # each round starts with another pipeline: no order bias
+            for trainer_class in classes[shift:] + classes[:shift]:
                 rate = batches_per_second(trainer_class, data, args.batches, args.warmup)
                 rates[trainer_class.__name__].append(rate)
                 print(f"round {round_index + 1}: {trainer_class.__name__:<30} {rate:6.3f} batches/s", flush=True)

@@ -160,7 +160,9 @@ def render_pipeline_throughput(data: dict) -> list[str]:
                      median_range(ratios(rates[trainer], stock), 2, "×")])
     plan = r["plan"]
     runs = (f"Median (min–max) over {count(s['rounds'], 'round')}; each round draws {s['warmup']} untimed, then "
-            f"{s['batches']} timed batches from every pipeline in turn (ratios per round). 3d_fullres of "
+            f"{s['batches']} timed batches from every pipeline in turn"
+            f"{', each round starting with the next pipeline' if s.get('rotated') else ''} (ratios per round). "
+            f"3d_fullres of "
             f"{s['cases']} synthetic cases of {s['size']}³: patch {'×'.join(map(str, plan['patch_size']))}, batch "
             f"{plan['batch_size']} (nnU-Net's plans), {s['workers']} worker processes (`nnUNet_n_proc_DA`).")
     return [*table(["pipeline", "extra target", "batches/s", "× stock"], rows), "", describe_run(data, runs)]
