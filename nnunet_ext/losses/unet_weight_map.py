@@ -367,6 +367,13 @@ def two_nearest_object_distances(objects: np.ndarray, count: int, radius: float)
     return tuple(np.where(s < _NONE, np.sqrt(s.astype(np.float32)), np.float32(np.inf)) for s in (nearest, second))
 
 
+@njit(cache=True, inline="always")
+def _border_term(nearest, second, w0, scale):
+    """``w0 exp(scale (d1 + d2)^2)`` from the squared distances, in float64 (scale = -1 / (2 sigma^2))."""
+    total = math.sqrt(nearest) + math.sqrt(second)
+    return w0 * math.exp(scale * total * total)
+
+
 @njit(cache=True)
 def _add_border_terms(out, nearest, second, w0, sigma, rows, columns):
     """``out += w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` where both squared distances are kept (flat arrays).
@@ -377,17 +384,12 @@ def _add_border_terms(out, nearest, second, w0, sigma, rows, columns):
     table = np.empty((rows, columns), np.float64)
     for a in range(rows):
         for b in range(columns):
-            total = math.sqrt(a) + math.sqrt(b)
-            table[a, b] = w0 * math.exp(scale * total * total)
+            table[a, b] = _border_term(a, b, w0, scale)
     for k in range(out.shape[0]):
         b = second[k]
         if b < _NONE:
             a = nearest[k]
-            if a < rows and b < columns:
-                term = table[a, b]
-            else:
-                total = math.sqrt(a) + math.sqrt(b)
-                term = w0 * math.exp(scale * total * total)
+            term = table[a, b] if a < rows and b < columns else _border_term(a, b, w0, scale)
             out[k] = np.float32(out[k] + term)
 
 
